@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Idempotent setup of the repository's .venv: Python packages, the ROS 2 message
+# build, and vos_ros itself. Safe to run repeatedly; re-installs only what changed.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+V="$ROOT/.venv"
+PY="${PYTHON:-python3}"
+cd "$ROOT"
+
+[ -x "$V/bin/python" ] || "$PY" -m venv "$V"
+
+stamp="$V/.vos_ros_requirements.sha"
+want="$(cat requirements.txt requirements-nodeps.txt | sha256sum | cut -d' ' -f1)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "[setup] installing Python requirements into $V (first run downloads several GB: torch + CUDA libs)"
+  "$V/bin/pip" install -q --upgrade pip
+  "$V/bin/pip" install -q -r requirements.txt
+  "$V/bin/pip" install -q --no-deps -r requirements-nodeps.txt
+  echo "$want" > "$stamp"
+fi
+
+echo "[setup] installing vos_ros into $V"
+"$V/bin/pip" install -q --no-deps --no-build-isolation --force-reinstall .
+
+# ROS 2 interfaces (msg/, srv/ -> vos_ros.msg, vos_ros.srv) and the lib/vos_ros
+# executables for ros2 launch: CMake with the PyPI ROS build wheels, installed
+# into the same prefix after pip (see CMakeLists.txt). The wheels' CMake exports
+# name the wheel build machine's include paths; tools/patch_ros_wheel_cmake.py
+# rewrites them (idempotent, so it also covers reinstalled message wheels).
+ros_stamp="$V/.vos_ros_ros_build_requirements.sha"
+ros_want="$(sha256sum requirements-ros-build.txt | cut -d' ' -f1)"
+if [ "$(cat "$ros_stamp" 2>/dev/null)" != "$ros_want" ]; then
+  echo "[setup] installing ROS message build requirements into $V"
+  "$V/bin/pip" install -q -r requirements-ros-build.txt
+  echo "$ros_want" > "$ros_stamp"
+fi
+"$V/bin/python" tools/patch_ros_wheel_cmake.py "$V"
+echo "[setup] building vos_ros.msg / vos_ros.srv into $V"
+mkdir -p build
+# The venv's bin first on PATH and AMENT_PREFIX_PATH=<venv> let CMake find the
+# wheels' packages and their typesupports.
+PATH="$V/bin:$PATH" AMENT_PREFIX_PATH="$V" cmake -S . -B build/vos_ros_cmake \
+  -DCMAKE_INSTALL_PREFIX="$V" -DCMAKE_PREFIX_PATH="$V" -DPython3_EXECUTABLE="$V/bin/python" \
+  -DVOS_ROS_PYTHON_INSTALLED_BY_PIP=ON -DBUILD_TESTING=OFF > build/vos_ros_cmake.log 2>&1 \
+  || { cat build/vos_ros_cmake.log; exit 1; }
+PATH="$V/bin:$PATH" AMENT_PREFIX_PATH="$V" cmake --build build/vos_ros_cmake -j2 >> build/vos_ros_cmake.log 2>&1 \
+  || { tail -50 build/vos_ros_cmake.log; exit 1; }
+cmake --install build/vos_ros_cmake >> build/vos_ros_cmake.log 2>&1 || { tail -50 build/vos_ros_cmake.log; exit 1; }
+# Checked from / : from the repository root, the source vos_ros/ (no msg/) would shadow it.
+(cd / && "$V/bin/python" -c "from vos_ros.msg import TrackedObjectArray; from vos_ros.srv import AddTargets") \
+  || { echo "[setup] vos_ros.msg / vos_ros.srv do not import after the build"; exit 1; }

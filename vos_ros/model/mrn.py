@@ -1,0 +1,62 @@
+"""Mask refinement network (MRN) [DTN §3.3, Eqs. 3-4].
+
+Four mask refinement modules (MRMs), deep to shallow (Res5 -> Res2). Level j's
+RoI features are RoIAligned to M / 2^(j-2) and projected to `channels` with a
+1x1 conv (the paper does not say how backbone widths meet the 256-channel MRMs).
+
+  Eq. 3: U_j = Conv2(proj(f_j) + Up(M_{j+1}))   (first MRM, j=5: no Up term)
+  Eq. 4: M_j = Conv2'(U_j) * prior_j + U_j
+
+Conv2 is conv3x3-ReLU-conv3x3-ReLU; Conv2' (the attention branch) ends without
+ReLU so the prior can also suppress. Up is bilinear x2. The prior is the warped
+previous mask RoIAligned with the same box and resized per level. The output is
+a 3x3 conv to one channel; the sigmoid is applied by the caller (logits train
+with a numerically stable BCE).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _conv2(channels: int, final_relu: bool) -> nn.Sequential:
+    layers = [nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(channels, channels, 3, padding=1)]
+    if final_relu:
+        layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+class MaskRefinementModule(nn.Module):
+    def __init__(self, in_channels: int, channels: int):
+        super().__init__()
+        self.project = nn.Conv2d(in_channels, channels, 1)
+        self.update = _conv2(channels, final_relu=True)
+        self.attend = _conv2(channels, final_relu=False)
+
+    def forward(self, feature: torch.Tensor, deeper: torch.Tensor | None, prior: torch.Tensor) -> torch.Tensor:
+        x = self.project(feature)
+        if deeper is not None:
+            x = x + F.interpolate(deeper, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        u = self.update(x)
+        return self.attend(u) * prior + u
+
+
+class MaskRefinementNetwork(nn.Module):
+    def __init__(self, in_channels: tuple[int, int, int, int], channels: int, roi_size: int):
+        super().__init__()
+        self.roi_size = roi_size
+        self.roi_sizes = tuple(roi_size // 2**j for j in range(4))  # levels 2..5
+        self.modules_deep_to_shallow = nn.ModuleList(
+            MaskRefinementModule(c, channels) for c in reversed(in_channels)
+        )
+        self.predict = nn.Conv2d(channels, 1, 3, padding=1)
+
+    def forward(self, roi_features: list[torch.Tensor], prior: torch.Tensor) -> torch.Tensor:
+        """roi_features: levels 2..5, (K, C_j, m_j, m_j); prior: (K, 1, M, M) in [0, 1] -> logits (K, 1, M, M)."""
+        x = None
+        for module, feature in zip(self.modules_deep_to_shallow, reversed(roi_features)):
+            level_prior = F.interpolate(prior, size=feature.shape[-2:], mode="area") if feature.shape[-1] != prior.shape[-1] else prior
+            x = module(feature, x, level_prior)
+        return self.predict(x)
