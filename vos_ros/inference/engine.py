@@ -37,7 +37,7 @@ from ..model.crpn import conditional_anchors, embed, match_distance, rois, selec
 from ..model.decision import flow_features
 from ..model.dtn import DTN, load_weights, resolve_weights
 from ..model.flow import build_flow, flow_shape, warp_backward
-from ..model.geometry import Box, Region, box_center, box_size, clip_box, enlarge_box, mask_box, paste_roi
+from ..model.geometry import Box, Region, clip_box, crop_roi, enlarge_box, mask_box, paste_roi
 from .types import EngineInputError, FrameResult, Stream, TargetResult, TargetStatus
 
 MATCH_LEVEL = 2  # index of Res4 in the backbone levels (CRPN and Eq. 2 features)
@@ -358,9 +358,7 @@ class Tracker:
             lo, hi = int(round(m * (1 - inner) / 2)), int(round(m * (1 + inner) / 2))
             prior[..., lo:hi, lo:hi] = 1.0
             return prior
-        warped = torch.from_numpy(plan.warped)[None, None]
-        return roi_align(warped, torch.tensor([[0.0, *roi_box]]), (m, m), spatial_scale=self.flow.scale,
-                         sampling_ratio=2, aligned=True)
+        return torch.from_numpy(crop_roi(plan.warped, roi_box, m, self.flow.scale))[None, None]
 
     def _update(
         self, plans: list[_Plan], segmented: list[_Plan], probs: list[np.ndarray], features: list[torch.Tensor],
@@ -368,16 +366,25 @@ class Tracker:
     ) -> FrameResult:
         """Paste back, merge into one label map, update each target's state."""
         cfg, tcfg = self.config, self.config.tracking
-        roi_boxes = [enlarge_box(p.roi_box, cfg.mrn.box_margin) for p in segmented]
-        stack = np.zeros((len(segmented) + 1, height, width), np.float32)
+        pasted = [paste_roi(prob, enlarge_box(p.roi_box, cfg.mrn.box_margin), height, width)
+                  for prob, p in zip(probs, segmented)]
+        # Merge only inside the union of the pasted windows; outside is background.
+        if pasted:
+            ux0 = min(x for _, (x, _) in pasted)
+            uy0 = min(y for _, (_, y) in pasted)
+            ux1 = max(x + w.shape[1] for w, (x, _) in pasted)
+            uy1 = max(y + w.shape[0] for w, (_, y) in pasted)
+        else:
+            ux0 = uy0 = ux1 = uy1 = 0
+        stack = np.zeros((len(segmented) + 1, uy1 - uy0, ux1 - ux0), np.float32)
         stack[0] = cfg.mrn.mask_threshold  # background wins below the threshold
-        for k, (prob, box) in enumerate(zip(probs, roi_boxes)):
-            window, (x0, y0) = paste_roi(prob, box, height, width)
-            stack[k + 1, y0:y0 + window.shape[0], x0:x0 + window.shape[1]] = window
+        for k, (window, (x0, y0)) in enumerate(pasted):
+            stack[k + 1, y0 - uy0:y0 - uy0 + window.shape[0], x0 - ux0:x0 - ux0 + window.shape[1]] = window
         # Overlaps go to the target with the highest mask probability at that pixel.
         winner = stack.argmax(axis=0)
         ids = np.array([0] + [p.target.id for p in segmented], np.uint16)
-        labels = ids[winner]
+        labels = np.zeros((height, width), np.uint16)
+        labels[uy0:uy1, ux0:ux1] = ids[winner]
 
         fh, fw = flow_shape(width, height, self.flow.scale)
         min_area = tcfg.min_area_fraction * width * height
@@ -386,9 +393,12 @@ class Tracker:
         for plan in plans:
             target = plan.target
             k = index.get(target.id)
-            mask = winner == k if k is not None else np.zeros((height, width), bool)
+            mask = np.zeros((height, width), bool)
+            if k is not None:
+                local = winner == k
+                mask[uy0:uy1, ux0:ux1] = local
             area = int(mask.sum())
-            score = float(stack[k][mask].mean()) if area else 0.0
+            score = float(stack[k][local].mean()) if area else 0.0
             if area < min_area or score < tcfg.lost_score:
                 target.status = TargetStatus.LOST
                 target.frames_lost += 1

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorsError
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -52,7 +52,7 @@ def load_weights(model: DTN, path: Path) -> dict:
         )
     try:
         state = load_file(str(path))
-    except (SafetensorsError, OSError, ValueError) as exc:
+    except (SafetensorError, OSError, ValueError) as exc:
         raise ValueError(f"DTN weights file {path} is unreadable or corrupt: {exc}") from exc
     model_state = model.state_dict()
     missing = sorted(set(model_state) - set(state))

@@ -102,6 +102,22 @@ class Region:
         )
 
 
+def crop_roi(image: np.ndarray, box: Box, size: int, scale: float = 1.0) -> np.ndarray:
+    """size x size bilinear samples of `image` (at `scale` x frame resolution) over frame box `box`.
+
+    The same sampling as RoIAlign(aligned=True) with one sample per bin, so it is
+    exactly what `paste_roi` inverts.
+    """
+    x1, y1, x2, y2 = (v * scale for v in box)
+    ax, ay = (x2 - x1) / size, (y2 - y1) / size
+    # output cell u centre (u + 0.5) maps to image coordinate x1 + (u + 0.5) * ax, i.e. index - 0.5
+    matrix = np.array([[ax, 0.0, x1 + 0.5 * ax - 0.5], [0.0, ay, y1 + 0.5 * ay - 0.5]], dtype=np.float64)
+    return cv2.warpAffine(
+        image.astype(np.float32, copy=False), matrix, (size, size),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0,
+    )
+
+
 def paste_roi(prob: np.ndarray, box: Box, height: int, width: int) -> tuple[np.ndarray, tuple[int, int]]:
     """Paste an M x M RoI map back into a frame of size (height, width).
 

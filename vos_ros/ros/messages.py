@@ -1,0 +1,83 @@
+"""Engine results -> vos_ros messages (conventions in msg/TrackedObject.msg)."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+from geometry_msgs.msg import Point
+from sensor_msgs.msg import RegionOfInterest
+from std_msgs.msg import Header
+
+from vos_ros.inference.types import FrameResult, TargetResult, TargetStatus
+from vos_ros.msg import TrackedObject, TrackedObjectArray
+from vos_ros.ros.image_conv import numpy_to_imgmsg
+
+MASK_FORMATS = ("cropped", "full_frame")
+
+
+def tracked_object(target: TargetResult, header: Header, label: str, mask_format: str) -> TrackedObject:
+    obj = TrackedObject(header=header, id=int(target.id), label=label, score=float(target.score),
+                        status=int(target.status), stream=int(target.stream),
+                        dm_confidence=0.0 if math.isnan(target.dm_confidence) else float(target.dm_confidence))
+    centroid = target.centroid
+    if target.status == TargetStatus.LOST or target.area == 0 or centroid is None:
+        obj.centroid = Point(x=math.nan, y=math.nan, z=0.0)
+        return obj
+    ys, xs = np.nonzero(target.mask)
+    x1, y1, x2, y2 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+    obj.box = RegionOfInterest(x_offset=x1, y_offset=y1, width=x2 - x1, height=y2 - y1)
+    obj.centroid = Point(x=centroid[0], y=centroid[1], z=0.0)
+    if mask_format == "full_frame":
+        crop = target.mask
+    else:
+        crop = target.mask[y1:y2, x1:x2]
+        obj.mask_x_offset, obj.mask_y_offset = x1, y1
+    obj.mask = numpy_to_imgmsg(crop.astype(np.uint8) * 255, "mono8", header)
+    return obj
+
+
+def tracked_object_array(result: FrameResult, header: Header, names: dict[int, str], mask_format: str) -> TrackedObjectArray:
+    h, w = result.labels.shape
+    return TrackedObjectArray(
+        header=header, image_width=w, image_height=h,
+        objects=[tracked_object(t, header, names.get(t.id, ""), mask_format) for t in sorted(result.targets, key=lambda t: t.id)],
+    )
+
+
+def labels_from_array(msg: TrackedObjectArray) -> np.ndarray:
+    """(H, W) uint16 label map rebuilt from the masks in an array message (later ids win overlaps)."""
+    labels = np.zeros((msg.image_height, msg.image_width), np.uint16)
+    for obj in msg.objects:
+        if obj.mask.width == 0:
+            continue
+        mask = np.frombuffer(obj.mask.data, np.uint8).reshape(obj.mask.height, obj.mask.step)[:, : obj.mask.width] > 0
+        region = labels[obj.mask_y_offset: obj.mask_y_offset + obj.mask.height,
+                        obj.mask_x_offset: obj.mask_x_offset + obj.mask.width]
+        region[mask] = obj.id
+    return labels
+
+
+# Distinct colours for ids 1..N in the overlay (id cycles through the table).
+_PALETTE = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
+                     [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212]], np.uint8)
+
+
+def overlay(image_rgb: np.ndarray, result: FrameResult, alpha: float = 0.5) -> np.ndarray:
+    """RGB image with each target's mask tinted, its box drawn and its id written."""
+    out = image_rgb.copy()
+    labels = result.labels
+    fg = labels > 0
+    if fg.any():
+        colours = _PALETTE[(labels[fg].astype(np.int64) - 1) % len(_PALETTE)]
+        out[fg] = (out[fg] * (1 - alpha) + colours * alpha).astype(np.uint8)
+    for t in result.targets:
+        if t.box is None:
+            continue
+        colour = tuple(int(c) for c in _PALETTE[(t.id - 1) % len(_PALETTE)])
+        x1, y1, x2, y2 = (int(round(v)) for v in t.box)
+        cv2.rectangle(out, (x1, y1), (x2, y2), colour, 2)
+        cv2.putText(out, f"{t.id} {t.status.name.lower()} {t.score:.2f}", (x1, max(12, y1 - 4)),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)
+    return out

@@ -1,0 +1,164 @@
+"""The `player` node: a hardware-free camera for demos, tests and benchmarks.
+
+Publishes a video file, an image folder, a DAVIS sequence or the embedded
+synthetic clip at a fixed rate, each image stamped with the time it is
+published, and publishes frame 0's label mask (when the source has one) on the
+latched init-mask topic with frame 0's stamp.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import rclpy
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+
+from vos_ros.ros.image_conv import numpy_to_imgmsg
+from vos_ros.ros.qos import IMAGE_QOS_CHOICES, LATCHED_QOS, image_qos
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
+PARAMETERS: dict[str, tuple[object, str]] = {
+    "source": ("synthetic", "synthetic | video file | image folder | DAVIS root (with `sequence`)"),
+    "sequence": ("", "DAVIS sequence name when `source` is a DAVIS root"),
+    "mask": ("", "label image for frame 0 (video/folder sources); DAVIS uses its frame-0 annotation"),
+    "rate_hz": (10.0, "publish rate"),
+    "num_frames": (0, "publish at most this many frames; 0 = all"),
+    "loop": (False, "start again after the last frame (the mask is sent once)"),
+    "image_topic": ("image", "output images (rgb8)"),
+    "init_mask_topic": ("vos/init_mask", "latched frame-0 label mask (mono16)"),
+    "image_qos": ("reliable", f"image publisher QoS: {'|'.join(IMAGE_QOS_CHOICES)}"),
+    "frame_id": ("camera", "header.frame_id of the images"),
+    "wait_for_subscribers_s": (10.0, "wait this long for an image and a mask subscriber before frame 0"),
+    "synthetic_objects": (2, "objects in the synthetic clip"),
+    "synthetic_frames": (60, "frames in the synthetic clip"),
+}
+
+
+class FrameSource:
+    """Frames (RGB uint8) by index, and frame 0's label map when known."""
+
+    def __init__(self, source: str, sequence: str = "", mask: str = "", synthetic_frames: int = 60,
+                 synthetic_objects: int = 2):
+        self.initial_labels: np.ndarray | None = None
+        self._frames: list[np.ndarray] | None = None
+        self._paths: list[Path] | None = None
+        self._video: cv2.VideoCapture | None = None
+        path = Path(source)
+        if source == "synthetic":
+            from vos_ros.data.synthetic import make_clip
+
+            clip = make_clip(num_frames=synthetic_frames, num_objects=synthetic_objects)
+            self._frames, self.initial_labels = clip.frames, clip.labels[0]
+        elif (path / "JPEGImages").is_dir():
+            from vos_ros.data import davis
+
+            if not sequence:
+                raise ValueError(f"{source} is a DAVIS root: set `sequence` (one of {davis.list_sequences(path)})")
+            self._paths = davis.frame_paths(path, sequence)
+            annotation = davis.annotation_path(path, sequence, 0)
+            if annotation.exists():
+                self.initial_labels = davis.read_labels(annotation)
+        elif path.is_dir():
+            self._paths = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not self._paths:
+                raise ValueError(f"no {'/'.join(IMAGE_SUFFIXES)} images in {path}")
+        elif path.is_file():
+            self._video = cv2.VideoCapture(str(path))
+            if not self._video.isOpened():
+                raise ValueError(f"cannot open video {path}")
+        else:
+            raise ValueError(f"source '{source}' is not 'synthetic', a DAVIS root, a folder or a video file")
+        if mask:
+            from vos_ros.data.davis import read_labels
+
+            self.initial_labels = read_labels(mask)
+
+    def __len__(self) -> int:
+        if self._frames is not None:
+            return len(self._frames)
+        if self._paths is not None:
+            return len(self._paths)
+        return int(self._video.get(cv2.CAP_PROP_FRAME_COUNT))
+
+    def frame(self, index: int) -> np.ndarray:
+        if self._frames is not None:
+            return self._frames[index]
+        if self._paths is not None:
+            from vos_ros.data.davis import read_frame
+
+            return read_frame(self._paths[index])
+        if index == 0 or self._video.get(cv2.CAP_PROP_POS_FRAMES) != index:
+            self._video.set(cv2.CAP_PROP_POS_FRAMES, index)
+        ok, bgr = self._video.read()
+        if not ok:
+            raise ValueError(f"cannot read frame {index} of the video")
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+class PlayerNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("player", **kwargs)
+        for name, (default, description) in PARAMETERS.items():
+            self.declare_parameter(name, default, ParameterDescriptor(description=description, read_only=True))
+        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        if p["image_qos"] not in IMAGE_QOS_CHOICES or p["rate_hz"] <= 0:
+            raise ValueError(f"invalid player parameters: image_qos={p['image_qos']!r}, rate_hz={p['rate_hz']}")
+        self.source = FrameSource(p["source"], p["sequence"], p["mask"], p["synthetic_frames"], p["synthetic_objects"])
+        self.total = len(self.source) if p["num_frames"] <= 0 else min(p["num_frames"], len(self.source))
+        self.loop = p["loop"]
+        self.frame_id = p["frame_id"]
+        self.image_pub = self.create_publisher(Image, p["image_topic"], image_qos(p["image_qos"], 5))
+        self.mask_pub = self.create_publisher(Image, p["init_mask_topic"], LATCHED_QOS)
+        self.index = 0
+        self.published = 0
+        self.mask_sent = False
+        self._wait_until = time.monotonic() + p["wait_for_subscribers_s"]
+        self.timer = self.create_timer(1.0 / p["rate_hz"], self._tick)
+        self.get_logger().info(f"playing {self.total} frames of '{p['source']}' {p['sequence']} at {p['rate_hz']} Hz "
+                               f"on '{self.image_pub.topic_name}'")
+
+    def _ready(self) -> bool:
+        """Whether frame 0 may go out: someone listens, or the wait is over."""
+        listening = self.image_pub.get_subscription_count() > 0 and (
+            self.source.initial_labels is None or self.mask_pub.get_subscription_count() > 0)
+        return listening or time.monotonic() >= self._wait_until
+
+    def _tick(self):
+        if self.published == 0 and not self._ready():
+            return
+        if self.index >= self.total:
+            if not self.loop:
+                self.get_logger().info(f"finished: {self.published} frames published")
+                self.timer.cancel()
+                return
+            self.index = 0
+        header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.frame_id)
+        self.image_pub.publish(numpy_to_imgmsg(self.source.frame(self.index), "rgb8", header))
+        if self.index == 0 and not self.mask_sent and self.source.initial_labels is not None:
+            self.mask_pub.publish(numpy_to_imgmsg(self.source.initial_labels.astype(np.uint16), "mono16", header))
+            self.mask_sent = True
+        self.index += 1
+        self.published += 1
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = PlayerNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

@@ -1,0 +1,262 @@
+"""Training examples: a (previous, current) frame pair turned into every network's inputs and labels.
+
+Each example replays one engine step with ground truth: the previous mask is
+perturbed (imitating the tracker's own errors), warped with DIS flow into the
+current frame, the decision module's features and Eq. 1 label (IoU of the BP
+box with the ground-truth box) are computed, the target region is cropped as
+the engine's `target_region` mode does, conditional anchors are labelled
+against the ground-truth box, and the MRN gets a RoI (the BP box, or a jittered
+ground-truth box as BR would propose) with its prior and target mask.
+
+Sources of pairs:
+- Stage 1 (`SyntheticPairs`, RGMP §3.2 / DTN §3.4 pre-training on instance
+  masks): an object cut from a training frame is pasted onto another training
+  frame's background with two random affine poses, colour change between the
+  two frames, an occluder crossing it, and sometimes moved out of the frame
+  (absent: every anchor is negative, the mask target is empty).
+- Stage 2 (`VideoPairs`): consecutive or skipped (fast motion) frames of the
+  DAVIS train split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torchvision.ops import box_iou as torchvision_box_iou
+
+from ..config import EngineConfig
+from ..data import davis
+from ..model.crpn import conditional_anchors, encode_boxes
+from ..model.decision import flow_features
+from ..model.flow import DISFlow, flow_shape, warp_backward
+from ..model.geometry import Box, Region, box_iou, clip_box, crop_roi, enlarge_box, mask_box
+
+POSITIVE_IOU, NEGATIVE_IOU = 0.5, 0.3
+STRIDE4 = 16  # Res4 stride
+
+
+@dataclass
+class Pair:
+    prev_image: np.ndarray
+    prev_mask: np.ndarray  # bool
+    image: np.ndarray
+    mask: np.ndarray  # bool, may be empty (object absent)
+
+
+def _affine(rng: np.random.Generator, cx: float, cy: float, width: int, height: int, strength: float) -> np.ndarray:
+    angle = rng.uniform(-25, 25) * strength
+    zoom = float(np.exp(rng.uniform(-0.35, 0.35) * strength))
+    matrix = cv2.getRotationMatrix2D((cx, cy), angle, zoom)
+    matrix[:, 2] += rng.uniform(-0.25, 0.25, 2) * np.array([width, height]) * strength
+    return matrix
+
+
+def _colour_jitter(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    gain = rng.uniform(0.75, 1.25, 3)
+    bias = rng.uniform(-20, 20, 3)
+    return np.clip(image.astype(np.float32) * gain + bias, 0, 255).astype(np.uint8)
+
+
+class VideoPairs:
+    """Frame pairs from DAVIS-layout training sequences (never a dev split)."""
+
+    def __init__(self, root: str | Path, max_gap: int = 3):
+        self.root = Path(root)
+        self.sequences = []
+        for seq in davis.list_sequences(self.root):
+            paths = davis.frame_paths(self.root, seq)
+            gt = [davis.annotation_path(self.root, seq, i) for i in range(len(paths))]
+            if all(p.exists() for p in gt):
+                self.sequences.append((paths, gt))
+        if not self.sequences:
+            raise FileNotFoundError(f"no fully annotated sequences under {root}")
+        self.max_gap = max_gap
+        self._cache: dict[Path, np.ndarray] = {}
+
+    def _read(self, path: Path, mask: bool) -> np.ndarray:
+        if path not in self._cache:
+            self._cache[path] = davis.read_labels(path) > 0 if mask else davis.read_frame(path)
+        return self._cache[path]
+
+    def random_frame(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        paths, gt = self.sequences[rng.integers(len(self.sequences))]
+        i = int(rng.integers(len(paths)))
+        return self._read(paths[i], False), self._read(gt[i], True)
+
+    def sample(self, rng: np.random.Generator) -> Pair:
+        paths, gt = self.sequences[rng.integers(len(self.sequences))]
+        gap = int(rng.integers(1, self.max_gap + 1))
+        i = int(rng.integers(gap, len(paths)))
+        if rng.random() < 0.5:  # play backwards too: twice the motions
+            a, b = i, i - gap
+        else:
+            a, b = i - gap, i
+        return Pair(self._read(paths[a], False), self._read(gt[a], True), self._read(paths[b], False), self._read(gt[b], True))
+
+
+class SyntheticPairs:
+    """Cut-and-paste pairs built from static frames of the training videos."""
+
+    def __init__(self, source: VideoPairs):
+        self.source = source
+
+    def sample(self, rng: np.random.Generator) -> Pair:
+        image, mask = self.source.random_frame(rng)
+        background, _ = self.source.random_frame(rng)
+        height, width = background.shape[:2]
+        image = cv2.resize(image, (width, height))
+        mask = cv2.resize(mask.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)
+        box = mask_box(mask)
+        if box is None:
+            return self.source.sample(rng)
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        first = _affine(rng, cx, cy, width, height, 0.6)
+        second = first.copy()
+        motion = _affine(rng, width / 2, height / 2, width, height, 0.25)
+        second = np.vstack([motion, [0, 0, 1]]) @ np.vstack([first, [0, 0, 1]])
+        second = second[:2]
+        if rng.random() < 0.15:  # leaves the frame
+            second[:, 2] += np.array([width, 0]) * rng.choice([-1, 1]) * 1.2
+        cam = _affine(rng, width / 2, height / 2, width, height, 0.08)
+        frames, masks = [], []
+        for k, matrix in enumerate((first, second)):
+            bg = background if k == 0 else cv2.warpAffine(background, cam, (width, height), borderMode=cv2.BORDER_REFLECT)
+            obj = cv2.warpAffine(image, matrix, (width, height))
+            m = cv2.warpAffine(mask, matrix, (width, height), flags=cv2.INTER_NEAREST) > 0
+            if k == 1:
+                obj = _colour_jitter(rng, obj)
+            frame = bg.copy()
+            frame[m] = obj[m]
+            frames.append(frame)
+            masks.append(m)
+        if rng.random() < 0.4:  # an occluder crosses in front in the current frame
+            occ_img, occ_mask = self.source.random_frame(rng)
+            occ_img = cv2.resize(occ_img, (width, height))
+            occ_mask = cv2.resize(occ_mask.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)
+            obox = mask_box(occ_mask)
+            if obox is not None:
+                ocx, ocy = (obox[0] + obox[2]) / 2, (obox[1] + obox[3]) / 2
+                m2 = cv2.getRotationMatrix2D((ocx, ocy), 0, rng.uniform(0.4, 0.8))
+                target_box = mask_box(masks[1]) or box
+                m2[:, 2] += np.array([(target_box[0] + target_box[2]) / 2 - ocx, (target_box[1] + target_box[3]) / 2 - ocy])
+                m2[:, 2] += rng.uniform(-0.5, 0.5, 2) * np.array([target_box[2] - target_box[0], target_box[3] - target_box[1]])
+                occ = cv2.warpAffine(occ_img, m2, (width, height))
+                om = cv2.warpAffine(occ_mask, m2, (width, height), flags=cv2.INTER_NEAREST) > 0
+                frames[1][om] = occ[om]
+                masks[1] = masks[1] & ~om
+        return Pair(frames[0], masks[0], frames[1], masks[1])
+
+
+def perturb_mask(rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
+    """Imitate a tracker's own previous-frame errors: erode/dilate and shift a little."""
+    box = mask_box(mask)
+    if box is None:
+        return mask
+    size = max(box[2] - box[0], box[3] - box[1])
+    k = int(rng.integers(0, max(2, int(0.06 * size))))
+    out = mask.astype(np.uint8)
+    if k > 0:
+        kernel = np.ones((k, k), np.uint8)
+        out = cv2.dilate(out, kernel) if rng.random() < 0.5 else cv2.erode(out, kernel)
+    shift = rng.normal(0, 0.03 * size, 2)
+    out = cv2.warpAffine(out, np.float32([[1, 0, shift[0]], [0, 1, shift[1]]]), out.shape[::-1], flags=cv2.INTER_NEAREST)
+    return out > 0 if out.any() else mask
+
+
+def jitter_box(rng: np.random.Generator, box: Box, amount: float) -> Box:
+    w, h = box[2] - box[0], box[3] - box[1]
+    d = rng.normal(0, amount, 4) * np.array([w, h, w, h])
+    return (box[0] + d[0], box[1] + d[1], box[2] + d[2], box[3] + d[3])
+
+
+class ExampleBuilder:
+    """Turns pairs into tensors for one configuration (target_region geometry)."""
+
+    def __init__(self, config: EngineConfig):
+        self.config = config
+        self.flow = DISFlow(config.flow.preset, config.flow.scale)
+
+    def build(self, pair: Pair, rng: np.random.Generator) -> dict[str, torch.Tensor] | None:
+        cfg = self.config
+        height, width = pair.image.shape[:2]
+        scale = self.flow.scale
+        prev_box_true = mask_box(pair.prev_mask)
+        if prev_box_true is None:
+            return None
+        prev_mask = perturb_mask(rng, pair.prev_mask)
+        prev_box = mask_box(prev_mask)
+        fh, fw = flow_shape(width, height, scale)
+        prev_small = cv2.resize(prev_mask.astype(np.float32), (fw, fh), interpolation=cv2.INTER_AREA)
+        prev_gray, gray = self.flow.prepare(pair.prev_image), self.flow.prepare(pair.image)
+        flow = self.flow.backward(prev_gray, gray)
+        warped = warp_backward(prev_small, flow)
+        bp = mask_box(warped, 0.5, scale)
+        bp_box = clip_box(bp, width, height) if bp is not None else None
+        gt_box = mask_box(pair.mask)
+        warp_error = np.abs(gray.astype(np.float32) - warp_backward(prev_gray, flow).astype(np.float32)) / 255.0
+        dm_feats = flow_features(flow, warp_error, prev_small, warped, prev_box, bp_box,
+                                 float(rng.uniform(0.6, 1.0)), (width, height), scale)
+        dm_label = box_iou(bp_box, gt_box)
+
+        # Region as the engine builds it; lost-search growth imitated by a random scale.
+        use_bp = bp_box is not None and rng.random() < 0.5
+        anchor_box = bp_box if use_bp else prev_box
+        growth = 1.0 if rng.random() < 0.7 else float(rng.uniform(1.0, 3.0))
+        region = Region.around(anchor_box, cfg.features.region_scale * growth, cfg.features.region_min_side,
+                               float(max(width, height)), cfg.features.region_size)
+        crop = region.crop(pair.image, pair.image.reshape(-1, 3).mean(axis=0))
+
+        # CRPN anchors around the previous box, labelled against the current ground truth.
+        size = cfg.features.region_size
+        map_size = (size // STRIDE4, size // STRIDE4)
+        anchors = conditional_anchors(region.to_input(prev_box), STRIDE4, cfg.crpn.grid, cfg.crpn.multipliers, map_size)
+        n_anchors = cfg.crpn.grid**2 * len(cfg.crpn.multipliers) ** 2
+        anchor_rows = torch.zeros(n_anchors, 4)
+        anchor_rows[: anchors.shape[0]] = anchors[:n_anchors]
+        valid = torch.zeros(n_anchors, dtype=torch.bool)
+        valid[: anchors.shape[0]] = True
+        labels = torch.zeros(n_anchors)
+        reg_targets = torch.zeros(n_anchors, 4)
+        weights = valid.float()
+        if gt_box is not None:
+            gt_in = torch.tensor(region.to_input(gt_box), dtype=torch.float32)[None]
+            ious = torchvision_box_iou(anchor_rows, gt_in)[:, 0]
+            labels = (ious >= POSITIVE_IOU).float()
+            weights = weights * ((ious >= POSITIVE_IOU) | (ious < NEGATIVE_IOU)).float()
+            reg_targets = encode_boxes(anchor_rows.clamp(min=0) + torch.tensor([0, 0, 1e-3, 1e-3]), gt_in.expand(n_anchors, 4))
+
+        # MRN RoI: the BP box, or a ground-truth box jittered as a BR candidate would be.
+        box_prior = False
+        if use_bp:
+            roi = bp_box
+        elif gt_box is not None:
+            roi = clip_box(jitter_box(rng, gt_box, 0.08), width, height)
+            box_prior = rng.random() < 0.2
+        else:
+            roi = clip_box(jitter_box(rng, prev_box, 0.1), width, height)
+        roi = enlarge_box(roi, cfg.mrn.box_margin)
+        m = cfg.mrn.roi_size
+        if box_prior or bp_box is None:
+            prior = np.zeros((m, m), np.float32)
+            inner = 1.0 / (1.0 + cfg.mrn.box_margin)
+            lo, hi = int(round(m * (1 - inner) / 2)), int(round(m * (1 + inner) / 2))
+            prior[lo:hi, lo:hi] = 1.0
+        else:
+            prior = crop_roi(warped, roi, m, scale)
+        target = crop_roi(pair.mask.astype(np.float32), roi, m)
+        return {
+            "image": torch.from_numpy(crop).permute(2, 0, 1).contiguous(),
+            "roi": torch.tensor(region.to_input(roi), dtype=torch.float32),
+            "prior": torch.from_numpy(prior)[None],
+            "mask": torch.from_numpy(target)[None],
+            "anchors": anchor_rows,
+            "anchor_labels": labels,
+            "anchor_weights": weights,
+            "anchor_targets": reg_targets,
+            "dm_features": torch.from_numpy(dm_feats),
+            "dm_label": torch.tensor(dm_label, dtype=torch.float32),
+        }

