@@ -142,15 +142,12 @@ class RateCounter:
 class TrackerNode(LifecycleNode):
     def __init__(self, **kwargs):
         super().__init__("tracker", **kwargs)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
-        for name, (default, description, live) in PARAMETERS.items():
-            self.declare_parameter(name, default, ParameterDescriptor(description=description, read_only=not live))
         self._engine = None
         self._engine_config: EngineConfig | None = None
         self._names: dict[int, str] = {}
         self._lock = threading.Condition()  # guards the fields below it
         self._latest: Frame | None = None
-        self._ring = FrameRing(self.param("ring_buffer_length"))
+        self._ring = FrameRing(1)  # sized on configure
         self._commands: collections.deque = collections.deque()
         self._worker: threading.Thread | None = None
         self._stop = threading.Event()
@@ -165,6 +162,9 @@ class TrackerNode(LifecycleNode):
         self._configured_theta_c = float("nan")
         self._lifecycle_publishers: list = []
         self._ros_entities: list = []
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        for name, (default, description, live) in PARAMETERS.items():
+            self.declare_parameter(name, default, ParameterDescriptor(description=description, read_only=not live))
 
     # -- parameters ---------------------------------------------------------------
     def param(self, name: str):
@@ -305,6 +305,8 @@ class TrackerNode(LifecycleNode):
     # -- inputs (executor threads; they never wait for the engine) -----------------
     def _on_image(self, msg: Image):
         self._received.total += 1
+        if self._worker is None:  # inactive: nothing will process it
+            return
         try:
             rgb = imgmsg_to_rgb(msg)
         except ImageConversionError as e:
@@ -517,7 +519,7 @@ class TrackerNode(LifecycleNode):
     def _publish_diagnostics(self):
         latencies, self._latencies = self._latencies, []
         engine = self._engine
-        status = DiagnosticStatus(name=f"{self.get_name()}: tracking", hardware_id=engine.device if engine else "")
+        status = DiagnosticStatus(name=f"{self.get_name()}: tracking", hardware_id=str(engine.device) if engine else "")
         values = {
             "input_rate_hz": f"{self._received.rate():.2f}",
             "output_rate_hz": f"{self._published.rate():.2f}",
@@ -528,7 +530,7 @@ class TrackerNode(LifecycleNode):
             "frames_dropped": str(self._dropped),
             "images_rejected": str(self._rejected_images),
             "backend": self.param("backend"),
-            "device": engine.device if engine else "",
+            "device": str(engine.device) if engine else "",
             "configuration": self._engine_config.name if self._engine_config else "",
             "theta_c": f"{engine.config.decision.theta_c:.3f}" if engine else "",
             "last_error": self._last_error,
