@@ -56,3 +56,31 @@ def read_ground_truth(root: str | Path, sequence: str) -> list[np.ndarray] | Non
     if not all(p.exists() for p in paths):
         return None
     return [read_labels(p) for p in paths]
+
+
+def palette() -> list[int]:
+    """The DAVIS / PASCAL VOC colour map (flat RGB list for PIL)."""
+    colours = []
+    for i in range(256):
+        r = g = b = 0
+        c = i
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        colours += [r, g, b]
+    return colours
+
+
+def write_labels(path: str | Path, labels: np.ndarray) -> None:
+    """Index PNG: palette mode for ids up to 255 (DAVIS style), 16-bit grey above."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if int(labels.max(initial=0)) <= 255:
+        image = Image.fromarray(labels.astype(np.uint8), mode="P")
+        image.putpalette(palette())
+        image.save(path)
+    else:
+        cv2.imwrite(str(path), labels.astype(np.uint16))
+

@@ -38,6 +38,7 @@ from ..model.decision import flow_features
 from ..model.dtn import DTN, load_weights, resolve_weights
 from ..model.flow import build_flow, flow_shape, warp_backward
 from ..model.geometry import Box, Region, clip_box, crop_roi, enlarge_box, mask_box, paste_roi
+from .merge import merge_windows
 from .types import EngineInputError, FrameResult, Stream, TargetResult, TargetStatus
 
 MATCH_LEVEL = 2  # index of Res4 in the backbone levels (CRPN and Eq. 2 features)
@@ -185,7 +186,7 @@ class Tracker:
         if not self._targets or self._prev_gray is None:
             self._prev_gray, self._frame_size = gray, (width, height)
             return FrameResult([], np.zeros((height, width), np.uint16), math.nan, Stream.BP, {})
-        result = self._track(list(self._targets.values()), image, self._prev_gray, gray)
+        result = self._track([self._targets[i] for i in self.target_ids], image, self._prev_gray, gray)
         self._prev_gray = gray
         return result
 
@@ -366,39 +367,19 @@ class Tracker:
     ) -> FrameResult:
         """Paste back, merge into one label map, update each target's state."""
         cfg, tcfg = self.config, self.config.tracking
-        pasted = [paste_roi(prob, enlarge_box(p.roi_box, cfg.mrn.box_margin), height, width)
-                  for prob, p in zip(probs, segmented)]
-        # Merge only inside the union of the pasted windows; outside is background.
-        if pasted:
-            ux0 = min(x for _, (x, _) in pasted)
-            uy0 = min(y for _, (_, y) in pasted)
-            ux1 = max(x + w.shape[1] for w, (x, _) in pasted)
-            uy1 = max(y + w.shape[0] for w, (_, y) in pasted)
-        else:
-            ux0 = uy0 = ux1 = uy1 = 0
-        stack = np.zeros((len(segmented) + 1, uy1 - uy0, ux1 - ux0), np.float32)
-        stack[0] = cfg.mrn.mask_threshold  # background wins below the threshold
-        for k, (window, (x0, y0)) in enumerate(pasted):
-            stack[k + 1, y0 - uy0:y0 - uy0 + window.shape[0], x0 - ux0:x0 - ux0 + window.shape[1]] = window
-        # Overlaps go to the target with the highest mask probability at that pixel.
-        winner = stack.argmax(axis=0)
-        ids = np.array([0] + [p.target.id for p in segmented], np.uint16)
-        labels = np.zeros((height, width), np.uint16)
-        labels[uy0:uy1, ux0:ux1] = ids[winner]
+        windows = [paste_roi(prob, enlarge_box(p.roi_box, cfg.mrn.box_margin), height, width)
+                   for prob, p in zip(probs, segmented)]
+        labels, scores = merge_windows(windows, [p.target.id for p in segmented], height, width,
+                                       cfg.mrn.mask_threshold)
 
         fh, fw = flow_shape(width, height, self.flow.scale)
         min_area = tcfg.min_area_fraction * width * height
-        index = {p.target.id: k + 1 for k, p in enumerate(segmented)}
         results, refresh = [], []
         for plan in plans:
             target = plan.target
-            k = index.get(target.id)
-            mask = np.zeros((height, width), bool)
-            if k is not None:
-                local = winner == k
-                mask[uy0:uy1, ux0:ux1] = local
+            mask = labels == target.id
             area = int(mask.sum())
-            score = float(stack[k][local].mean()) if area else 0.0
+            score = scores.get(target.id, 0.0)
             if area < min_area or score < tcfg.lost_score:
                 target.status = TargetStatus.LOST
                 target.frames_lost += 1

@@ -1,0 +1,76 @@
+"""`vos-ros`: segment, eval, bench, train, demo."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..config import ConfigError
+from ..inference.types import EngineInputError
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default="cpu", help="cpu | gpu | path to a YAML config (default: cpu)")
+    p.add_argument("--weights", default=None, help="DTN weights file (default: the config's shipped weights)")
+    p.add_argument("--device", default=None, help="cpu | cuda (default: the config's)")
+    p.add_argument("--theta-c", type=float, default=None, help="decision threshold (default: the config's)")
+    p.add_argument("--untrained", action="store_true",
+                   help="ImageNet backbone + random heads instead of trained weights (development only)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vos-ros", description="DTN video object segmentation and tracking")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    seg = sub.add_parser("segment", help="segment DAVIS sequences, a video file or an image folder")
+    src = seg.add_mutually_exclusive_group(required=True)
+    src.add_argument("--davis", help="DAVIS root (JPEGImages/480p, Annotations/480p)")
+    src.add_argument("--video", help="video file or folder of images")
+    seg.add_argument("--mask", help="first-frame mask PNG (with --video)")
+    seg.add_argument("--sequences", help="comma-separated DAVIS sequences (default: all)")
+    seg.add_argument("--out", required=True, help="output folder")
+    _add_model_args(seg)
+
+    ev = sub.add_parser("eval", help="J, F, J&F of predicted masks against DAVIS ground truth")
+    ev.add_argument("--davis", required=True)
+    ev.add_argument("--pred", required=True)
+    ev.add_argument("--json", help="also write the scores here")
+
+    bench = sub.add_parser("bench", help="per-stage times, fps for 1 and 3 objects, memory, theta_c sweep")
+    _add_model_args(bench)
+    bench.add_argument("--data", default=None, help="folder with davis2016/dev for the sweep (default: ../shared/data)")
+    bench.add_argument("--long-frames", type=int, default=2000, help="frames of the memory run")
+    bench.add_argument("--frames", type=int, default=100, help="frames per speed measurement")
+    bench.add_argument("--sweep", default="0,0.5,0.7,0.83,0.9,0.95,1", help="theta_c values ('' to skip)")
+    bench.add_argument("--out", default="bench_out", help="folder for the plot and JSON")
+
+    train = sub.add_parser("train", help="train the DTN networks (stage 1 synthetic, stage 2 DAVIS train)")
+    train.add_argument("--config", default="cpu")
+    train.add_argument("--data", required=True, help="DAVIS-layout training split (never a dev split)")
+    train.add_argument("--out", required=True, help="run folder: checkpoints, losses.jsonl, final weights")
+    train.add_argument("--iterations", type=int, default=3000)
+    train.add_argument("--batch-size", type=int, default=8)
+    train.add_argument("--workers", type=int, default=1)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--no-resume", action="store_true")
+
+    demo = sub.add_parser("demo", help="track the embedded synthetic clip and score it (no camera, no data)")
+    demo.add_argument("--out", default="demo_out")
+    demo.add_argument("--frames", type=int, default=90)
+    _add_model_args(demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from . import commands
+
+    try:
+        return getattr(commands, args.command)(args)
+    except (FileNotFoundError, ValueError, ConfigError, EngineInputError, RuntimeError) as exc:
+        print(f"vos-ros {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
