@@ -1,0 +1,50 @@
+import math
+
+import numpy as np
+import pytest
+from std_msgs.msg import Header
+
+from vos_ros.inference.types import FrameResult, Stream, TargetResult, TargetStatus
+from vos_ros.msg import TrackedObject, TrackedObjectArray
+from vos_ros.ros.messages import labels_from_array, tracked_object_array
+from vos_ros.srv import AddTargets, RemoveTargets, Reset
+
+
+def test_constants_mirror_the_engine_enums():
+    for status in TargetStatus:
+        assert getattr(TrackedObject, f"STATUS_{status.name}") == status.value
+    for stream in Stream:
+        assert getattr(TrackedObject, f"STREAM_{stream.name}") == stream.value
+    assert {"labels", "named_ids", "names"} <= set(AddTargets.Request.get_fields_and_field_types())
+    assert {"success", "message", "tracked_ids"} <= set(RemoveTargets.Response.get_fields_and_field_types())
+    assert "message" in Reset.Response.get_fields_and_field_types()
+
+
+def _result():
+    labels = np.zeros((40, 60), np.uint16)
+    labels[5:15, 10:30] = 1
+    labels[20:35, 40:50] = 3
+    targets = [TargetResult(id=i, mask=labels == i, box=(0, 0, 1, 1), score=0.9, status=TargetStatus.TRACKING,
+                            stream=Stream.BP, dm_confidence=0.95, area=int((labels == i).sum())) for i in (3, 1)]
+    targets.append(TargetResult(id=7, mask=np.zeros_like(labels, bool), box=None, score=0.0,
+                                status=TargetStatus.LOST, stream=Stream.BR, dm_confidence=0.95, area=0))
+    return FrameResult(targets=targets, labels=labels, dm_confidence=0.95, stream=Stream.BP)
+
+
+@pytest.mark.parametrize("mask_format", ["cropped", "full_frame"])
+def test_array_conversion_round_trips_the_labels(mask_format):
+    header = Header(frame_id="camera")
+    header.stamp.sec = 12
+    msg = tracked_object_array(_result(), header, {1: "cup"}, mask_format)
+    assert isinstance(msg, TrackedObjectArray) and msg.header.stamp.sec == 12
+    assert [o.id for o in msg.objects] == [1, 3, 7] and msg.objects[0].label == "cup"
+    one = msg.objects[0]
+    assert (one.box.x_offset, one.box.y_offset, one.box.width, one.box.height) == (10, 5, 20, 10)
+    assert one.centroid.x == pytest.approx(19.5) and one.centroid.y == pytest.approx(9.5)
+    if mask_format == "cropped":
+        assert (one.mask_x_offset, one.mask_y_offset, one.mask.width, one.mask.height) == (10, 5, 20, 10)
+    else:
+        assert (one.mask.width, one.mask.height) == (60, 40)
+    lost = msg.objects[2]
+    assert lost.status == TrackedObject.STATUS_LOST and lost.mask.width == 0 and math.isnan(lost.centroid.x)
+    np.testing.assert_array_equal(labels_from_array(msg), _result().labels)
