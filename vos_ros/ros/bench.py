@@ -72,7 +72,8 @@ def node_command(executable: str) -> list[str]:
     path = shutil.which(executable) or os.path.join(os.path.dirname(sys.executable), executable)
     if os.path.exists(path):
         return [path]
-    module = {"tracker_node": "vos_ros.ros.tracker_node", "player_node": "vos_ros.ros.player_node"}[executable]
+    module = {"tracker_node": "vos_ros.ros.tracker_node", "player_node": "vos_ros.ros.player_node",
+              "tracker_graph": "vos_ros.ros.graph"}[executable]
     return [sys.executable, "-c", f"import sys; from {module} import main; sys.exit(main())"]
 
 
