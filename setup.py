@@ -31,6 +31,9 @@ setup(
     entry_points={
         "console_scripts": [
             "vos-ros = vos_ros.cli.main:main",
+            "tracker_node = vos_ros.ros.tracker_node:main",
+            "player_node = vos_ros.ros.player_node:main",
+            "tracker_graph = vos_ros.ros.graph:main",
         ],
     },
 )
