@@ -1,4 +1,4 @@
-"""`vos-ros`: segment, eval, bench, train, demo."""
+"""`vos-ros`: segment, eval, bench, bench-ros, train, demo."""
 
 from __future__ import annotations
 
@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--no-resume", action="store_true")
 
+    sub.add_parser("bench-ros", add_help=False,
+                   help="end-to-end latency/throughput across processes: player -> tracker -> probe (--help for options)")
+
     demo = sub.add_parser("demo", help="track the embedded synthetic clip and score it (no camera, no data)")
     demo.add_argument("--out", default="demo_out")
     demo.add_argument("--frames", type=int, default=90)
@@ -62,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench-ros"]:  # its own parser; imports rclpy only when asked for
+        from ..ros.bench import main as bench_ros
+
+        return bench_ros(argv[1:])
     args = build_parser().parse_args(argv)
     from . import commands
 
