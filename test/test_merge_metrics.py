@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from conftest import data_dir
+from shared_data import data_dir
 from vos_ros.data import davis
 from vos_ros.eval.metrics import evaluate_sequence, f_measure, jaccard
 from vos_ros.inference.merge import merge_windows
