@@ -21,7 +21,7 @@ from ..inference.types import TargetStatus
 from ..inference.video import VideoRun, segment_video
 
 STAGES = ("backbone", "flow", "dm", "bp", "br", "mrn", "merge")
-DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+DEFAULT_DATA = Path("../shared/data")  # beside the repository, when run from its root
 
 
 def _tracker(args) -> Tracker:

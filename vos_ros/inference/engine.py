@@ -43,6 +43,7 @@ from .types import EngineInputError, FrameResult, Stream, TargetResult, TargetSt
 
 MATCH_LEVEL = 2  # index of Res4 in the backbone levels (CRPN and Eq. 2 features)
 MAX_LABEL = 65535  # ids must fit the uint16 label map
+MAX_GROWTH_STEPS = 16  # lost-search growth stops here (1.5^16 is far past any frame)
 
 
 @dataclass
@@ -210,11 +211,14 @@ class Tracker:
             return Region.full_frame(width, height)
         fc = self.config.features
         frame_side = float(max(width, height))
-        scale = fc.region_scale * self.config.tracking.lost_search_growth ** frames_lost
+        scale = fc.region_scale * self._search_growth(frames_lost)
         region = Region.around(box, scale, fc.region_min_side, frame_side, fc.region_size)
         if region.side >= frame_side:  # the whole frame: centre it there
             return Region((width - frame_side) / 2, (height - frame_side) / 2, frame_side, fc.region_size)
         return region
+
+    def _search_growth(self, frames_lost: int) -> float:
+        return self.config.tracking.lost_search_growth ** min(frames_lost, MAX_GROWTH_STEPS)
 
     def _tensor_box(self, box: Box) -> torch.Tensor:
         return torch.tensor([box], dtype=torch.float32, device=self.device)
@@ -315,7 +319,7 @@ class Tracker:
             target, region = plan.target, plan.region
             grid = cfg.grid
             if target.frames_lost:  # widen the search while lost, up to the whole map
-                grow = self.config.tracking.lost_search_growth ** target.frames_lost
+                grow = self._search_growth(target.frames_lost)
                 grid = min(2 * int(math.ceil(cfg.grid * grow / 2)) + 1, 2 * max(map_size) + 1)
             prev_in = region.to_input(target.box)
             anchors = conditional_anchors(prev_in, stride, grid, cfg.multipliers, map_size).to(self.device)
