@@ -111,6 +111,18 @@ class Tracker:
             load_weights(model, path)
         return cls(cfg, model, device)
 
+    def warm_up(self, width: int = 854, height: int = 480) -> None:
+        """One add + step on a blank frame, then reset: the first real frame then runs at full speed
+        (PyTorch allocates and picks kernels lazily). Only before any target is added."""
+        if self._targets:
+            raise EngineInputError("warm_up() is for an idle tracker; it would reset the current targets")
+        frame = np.full((height, width, 3), 127, np.uint8)
+        labels = np.zeros((height, width), np.uint16)
+        labels[height // 3:2 * height // 3, width // 3:2 * width // 3] = 1
+        self.add_targets(frame, labels)
+        self.step(frame)
+        self.reset()
+
     # ------------------------------------------------------------------ targets
     @property
     def target_ids(self) -> list[int]:

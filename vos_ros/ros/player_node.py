@@ -36,7 +36,8 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "init_mask_topic": ("vos/init_mask", "latched frame-0 label mask (mono16)"),
     "image_qos": ("reliable", f"image publisher QoS: {'|'.join(IMAGE_QOS_CHOICES)}"),
     "frame_id": ("camera", "header.frame_id of the images"),
-    "wait_for_subscribers_s": (10.0, "wait this long for an image and a mask subscriber before frame 0"),
+    "wait_for_subscribers_s": (10.0, "wait this long for image and mask subscribers before frame 0"),
+    "min_image_subscribers": (1, "image subscribers to wait for (a tracker and a recording probe: 2)"),
     "synthetic_objects": (2, "objects in the synthetic clip"),
     "synthetic_frames": (60, "frames in the synthetic clip"),
 }
@@ -121,13 +122,14 @@ class PlayerNode(Node):
         self.published = 0
         self.mask_sent = False
         self._wait_until = time.monotonic() + p["wait_for_subscribers_s"]
+        self._min_image_subscribers = p["min_image_subscribers"]
         self.timer = self.create_timer(1.0 / p["rate_hz"], self._tick)
         self.get_logger().info(f"playing {self.total} frames of '{p['source']}' {p['sequence']} at {p['rate_hz']} Hz "
                                f"on '{self.image_pub.topic_name}'")
 
     def _ready(self) -> bool:
         """Whether frame 0 may go out: someone listens, or the wait is over."""
-        listening = self.image_pub.get_subscription_count() > 0 and (
+        listening = self.image_pub.get_subscription_count() >= self._min_image_subscribers and (
             self.source.initial_labels is None or self.mask_pub.get_subscription_count() > 0)
         return listening or time.monotonic() >= self._wait_until
 

@@ -243,6 +243,7 @@ class TrackerNode(LifecycleNode):
         try:
             self._engine = Tracker.from_config(self._engine_config, weights=self.param("weights") or None,
                                                device=self.param("device") or None)
+            self._engine.warm_up()  # so that frames arriving right after activation are not dropped
         except (FileNotFoundError, ValueError, RuntimeError) as e:
             self.get_logger().error(f"activate failed: could not load the networks: {e}")
             self._last_error = str(e)
