@@ -45,3 +45,8 @@ def test_eq2_smallest_distance_wins_and_nms_selection():
     boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.5, 0.5, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0], [0, 0, 0.5, 0.5]])
     keep = select_candidates(boxes, torch.tensor([0.9, 0.8, 0.7, 0.99]), top_n=5, nms_iou=0.7, min_objectness=0.1)
     assert keep.tolist() == [0, 2]  # 1 suppressed by NMS, 3 degenerate
+
+
+def test_cell_step_thins_a_wide_search():
+    wide = conditional_anchors((100.0, 100.0, 120.0, 120.0), 16, grid=29, multipliers=(1.0,), map_size=(14, 14), cell_step=3)
+    assert 16 <= wide.shape[0] <= 25  # every third cell of the 14x14 map

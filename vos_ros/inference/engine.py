@@ -329,12 +329,15 @@ class Tracker:
         map_size = (feat4.shape[-1], feat4.shape[-2])
         for plan in plans:
             target, region = plan.target, plan.region
-            grid = cfg.grid
+            grid, step = cfg.grid, 1
             if target.frames_lost:  # widen the search while lost, up to the whole map
                 grow = self._search_growth(target.frames_lost)
                 grid = min(2 * int(math.ceil(cfg.grid * grow / 2)) + 1, 2 * max(map_size) + 1)
+                # Sparser cells as the grid widens: at most ~(3 * cfg.grid)^2 cells, so a lost
+                # target costs about what a few tracked ones do (it is searched every frame).
+                step = max(1, grid // (3 * cfg.grid))
             prev_in = region.to_input(target.box)
-            anchors = conditional_anchors(prev_in, stride, grid, cfg.multipliers, map_size).to(self.device)
+            anchors = conditional_anchors(prev_in, stride, grid, cfg.multipliers, map_size, step).to(self.device)
             bounds = (map_size[0] * stride, map_size[1] * stride)
             boxes, objectness = self.model.crpn.propose(feat4, plan.view, anchors, stride, bounds)
             keep = select_candidates(boxes, objectness, cfg.top_n, cfg.nms_iou, cfg.min_objectness)

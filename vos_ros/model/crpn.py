@@ -27,13 +27,15 @@ BOX_DELTA_CLAMP = math.log(1000.0 / 16)
 
 
 def conditional_anchors(
-    prev_box: Box, stride: float, grid: int, multipliers: tuple[float, ...], map_size: tuple[int, int] | None = None
+    prev_box: Box, stride: float, grid: int, multipliers: tuple[float, ...], map_size: tuple[int, int] | None = None,
+    cell_step: int = 1,
 ) -> torch.Tensor:
     """(cells * len(m)^2, 4) anchors in the feature input's pixel coordinates.
 
     Centres are the centres of the grid x grid feature cells around the cell
     containing the previous centre (only cells inside `map_size` = (w, h) when
-    given: a wide lost-target search stops at the map); sizes use scale
+    given: a wide lost-target search stops at the map; `cell_step` > 1 takes
+    every n-th cell so a wide search keeps a bounded cost); sizes use scale
     m_s * s_prev and ratio m_r * r_prev for every pair of multipliers.
     """
     x1, y1, x2, y2 = prev_box
@@ -41,7 +43,7 @@ def conditional_anchors(
     scale, ratio = math.sqrt(w * h), w / h
     cell_x, cell_y = math.floor((x1 + x2) / 2 / stride), math.floor((y1 + y2) / 2 / stride)
     half = grid // 2
-    offsets = torch.arange(-half, half + 1, dtype=torch.float32)
+    offsets = torch.arange(-half, half + 1, cell_step, dtype=torch.float32)
     cols, rows = cell_x + offsets, cell_y + offsets
     if map_size is not None:
         cols = cols[(cols >= 0) & (cols < map_size[0])]

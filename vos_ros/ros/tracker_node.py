@@ -146,7 +146,11 @@ class TrackerNode(LifecycleNode):
         self._engine_config: EngineConfig | None = None
         self._names: dict[int, str] = {}
         self._lock = threading.Condition()  # guards the fields below it
-        self._latest: Frame | None = None
+        # Frames waiting for the worker. Two, not one: on a loaded host DDS and the
+        # scheduler deliver frames in pairs now and then, and a 1-deep slot dropped one
+        # of each pair although the tracker keeps up on average. Beyond two the oldest
+        # is dropped (counted): when behind, the tracker works on the newest frames.
+        self._pending: collections.deque[Frame] = collections.deque(maxlen=2)
         self._ring = FrameRing(1)  # sized on configure
         self._commands: collections.deque = collections.deque()
         self._worker: threading.Thread | None = None
@@ -317,9 +321,9 @@ class TrackerNode(LifecycleNode):
             return
         frame = Frame(msg.header, rgb)
         with self._lock:
-            if self._latest is not None:
+            if len(self._pending) == self._pending.maxlen:
                 self._dropped += 1
-            self._latest = frame
+            self._pending.append(frame)
             self._ring.append(frame)
             self._lock.notify()
 
@@ -448,9 +452,9 @@ class TrackerNode(LifecycleNode):
         waiting: list[AddCommand] = []  # adds whose frame has not arrived yet
         while not self._stop.is_set():
             with self._lock:
-                self._lock.wait_for(lambda: self._latest is not None or self._commands or self._stop.is_set(),
+                self._lock.wait_for(lambda: self._pending or self._commands or self._stop.is_set(),
                                     timeout=0.1)
-                frame, self._latest = self._latest, None
+                frame = self._pending.popleft() if self._pending else None
                 commands = list(self._commands)
                 self._commands.clear()
             for cmd in waiting + commands:
