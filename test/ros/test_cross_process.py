@@ -1,13 +1,12 @@
 """player -> tracker -> probe in separate processes (installed console scripts), all on the CPU."""
 
-import signal
 import subprocess
 
 import pytest
 
 from ros_test_helpers import spin_until
 
-from vos_ros.ros.bench import node_command, run_pipeline
+from vos_ros.ros.bench import node_command, run_pipeline, stop
 
 SEQUENCE = "car-shadow"  # 40 frames of 854x480
 
@@ -59,11 +58,7 @@ def test_tracker_graph_runs_player_and_tracker_in_one_process(ctx, weights_file)
         assert spin_until(executor, lambda: any(len(a.objects) == 2 for a in arrays) or proc.poll() is not None, 60)
         assert proc.poll() is None
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        log = stop(proc)
         executor.shutdown()
         node.destroy_node()
-    assert any(len(a.objects) == 2 for a in arrays), proc.stdout.read()[-3000:]
+    assert any(len(a.objects) == 2 for a in arrays), log[-3000:]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -80,33 +81,22 @@ def segment(args) -> int:
     names, frames = _video_frames(args.video)
     first = davis.read_labels(args.mask)
     out.mkdir(parents=True, exist_ok=True)
-    writer = None
+    frames = iter(frames)
+    first_image = next(frames, None)
+    if first_image is None:
+        raise ValueError(f"no frames in {args.video}")
+    h, w = first_image.shape[:2]
+    writer = cv2.VideoWriter(str(out / "overlay.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 25, (w, h))
 
     def write(index, frame, labels):
-        nonlocal writer
-        if writer is None:
-            h, w = frame.shape[:2]
-            writer = cv2.VideoWriter(str(out / "overlay.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 25, (w, h))
         writer.write(cv2.cvtColor(overlay(frame, labels), cv2.COLOR_RGB2BGR))
         name = names[index] if index < len(names) else f"{index:05d}"
         davis.write_labels(out / f"{name}.png", labels)
 
-    first_frame = {}
-
-    def on_frame(index, frame, result):
-        if index == 1:
-            write(0, first_frame["image"], first)
-        write(index, frame, result.labels)
-
-    def remember_first(frames):
-        for i, f in enumerate(frames):
-            if i == 0:
-                first_frame["image"] = f
-            yield f
-
-    run = segment_video(tracker, tqdm(remember_first(frames), desc="segment", total=len(names) or None), first, on_frame)
-    if writer is not None:
-        writer.release()
+    write(0, first_image, first)
+    all_frames = tqdm(itertools.chain([first_image], frames), desc="segment", total=len(names) or None)
+    run = segment_video(tracker, all_frames, first, lambda i, frame, result: write(i, frame, result.labels))
+    writer.release()
     _print_run(Path(args.video).name, run)
     print(f"masks and overlay.mp4 written to {out}")
     return 0

@@ -37,7 +37,7 @@ from ..model.crpn import conditional_anchors, embed, match_distance, rois, selec
 from ..model.decision import flow_features
 from ..model.dtn import DTN, load_weights, resolve_weights
 from ..model.flow import build_flow, flow_shape, warp_backward
-from ..model.geometry import Box, Region, clip_box, crop_roi, enlarge_box, mask_box, paste_roi
+from ..model.geometry import Box, Region, box_prior, clip_box, crop_roi, enlarge_box, mask_box, paste_roi
 from .merge import merge_windows
 from .types import EngineInputError, FrameResult, Stream, TargetResult, TargetStatus
 
@@ -373,12 +373,10 @@ class Tracker:
     def _prior(self, plan: _Plan, roi_box: Box) -> torch.Tensor:
         m = self.config.mrn.roi_size
         if plan.box_prior or plan.warped is None:
-            prior = torch.zeros(1, 1, m, m)
-            inner = 1.0 / (1.0 + self.config.mrn.box_margin)  # the box inside its enlarged RoI
-            lo, hi = int(round(m * (1 - inner) / 2)), int(round(m * (1 + inner) / 2))
-            prior[..., lo:hi, lo:hi] = 1.0
-            return prior
-        return torch.from_numpy(crop_roi(plan.warped, roi_box, m, self.flow.scale))[None, None]
+            prior = box_prior(m, self.config.mrn.box_margin)
+        else:
+            prior = crop_roi(plan.warped, roi_box, m, self.flow.scale)
+        return torch.from_numpy(prior)[None, None]
 
     def _update(
         self, plans: list[_Plan], segmented: list[_Plan], probs: list[np.ndarray], features: list[torch.Tensor],

@@ -118,6 +118,19 @@ def crop_roi(image: np.ndarray, box: Box, size: int, scale: float = 1.0) -> np.n
     )
 
 
+def box_prior(size: int, margin: float) -> np.ndarray:
+    """size x size prior that is 1 on the box inside a RoI enlarged by `margin` (see `enlarge_box`).
+
+    Used where no warped previous mask exists (a re-acquired target): the MRN is
+    told only where the object is, not its shape.
+    """
+    prior = np.zeros((size, size), np.float32)
+    inner = 1.0 / (1.0 + margin)
+    lo, hi = int(round(size * (1 - inner) / 2)), int(round(size * (1 + inner) / 2))
+    prior[lo:hi, lo:hi] = 1.0
+    return prior
+
+
 def paste_roi(prob: np.ndarray, box: Box, height: int, width: int) -> tuple[np.ndarray, tuple[int, int]]:
     """Paste an M x M RoI map back into a frame of size (height, width).
 

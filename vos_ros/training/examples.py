@@ -33,7 +33,7 @@ from ..data import davis
 from ..model.crpn import conditional_anchors, encode_boxes
 from ..model.decision import flow_features
 from ..model.flow import DISFlow, flow_shape, warp_backward
-from ..model.geometry import Box, Region, box_iou, clip_box, crop_roi, enlarge_box, mask_box
+from ..model.geometry import Box, Region, box_iou, box_prior, clip_box, crop_roi, enlarge_box, mask_box
 
 POSITIVE_IOU, NEGATIVE_IOU = 0.5, 0.3
 STRIDE4 = 16  # Res4 stride
@@ -230,21 +230,18 @@ class ExampleBuilder:
             reg_targets = encode_boxes(anchor_rows.clamp(min=0) + torch.tensor([0, 0, 1e-3, 1e-3]), gt_in.expand(n_anchors, 4))
 
         # MRN RoI: the BP box, or a ground-truth box jittered as a BR candidate would be.
-        box_prior = False
+        use_box_prior = False
         if use_bp:
             roi = bp_box
         elif gt_box is not None:
             roi = clip_box(jitter_box(rng, gt_box, 0.08), width, height)
-            box_prior = rng.random() < 0.2
+            use_box_prior = rng.random() < 0.2
         else:
             roi = clip_box(jitter_box(rng, prev_box, 0.1), width, height)
         roi = enlarge_box(roi, cfg.mrn.box_margin)
         m = cfg.mrn.roi_size
-        if box_prior or bp_box is None:
-            prior = np.zeros((m, m), np.float32)
-            inner = 1.0 / (1.0 + cfg.mrn.box_margin)
-            lo, hi = int(round(m * (1 - inner) / 2)), int(round(m * (1 + inner) / 2))
-            prior[lo:hi, lo:hi] = 1.0
+        if use_box_prior or bp_box is None:
+            prior = box_prior(m, cfg.mrn.box_margin)
         else:
             prior = crop_roi(warped, roi, m, scale)
         target = crop_roi(pair.mask.astype(np.float32), roi, m)
