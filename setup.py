@@ -34,6 +34,7 @@ setup(
             "tracker_node = vos_ros.ros.tracker_node:main",
             "player_node = vos_ros.ros.player_node:main",
             "tracker_graph = vos_ros.ros.graph:main",
+            "recorder_node = vos_ros.ros.recorder_node:main",
         ],
     },
 )

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The main job (README): set up .venv idempotently, then track the embedded
-# synthetic clip (no camera, no shared data needed). Extra arguments go to `vos-ros demo`.
+# The main job (README): set up .venv idempotently, then run the node graph of
+# launch/tracker.launch.py in one process (player on the embedded synthetic clip
+# -> tracker -> overlay recorder), no camera and no shared data needed. It exits
+# when the clip has been tracked. Extra arguments go to `tracker_graph`.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$ROOT/scripts/setup.sh"
-exec "$ROOT/.venv/bin/vos-ros" demo "$@"
+exec "$ROOT/.venv/bin/tracker_graph" --exit-when-done --record demo_out/overlay.mp4 "$@"

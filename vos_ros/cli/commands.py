@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from ..config import load_config
 from ..data import davis
-from ..data.synthetic import make_clip
+from ..data.synthetic import demo_clip, make_clip
 from ..data.visualize import overlay
 from ..eval.metrics import SequenceScore, evaluate_sequence, overall
 from ..inference.engine import Tracker
@@ -275,7 +275,7 @@ def train(args) -> int:
 # ------------------------------------------------------------------------------- demo
 def demo(args) -> int:
     tracker = _tracker(args)
-    clip = make_clip(args.frames, (854, 480), num_objects=2, seed=7, hide=(args.frames // 3, args.frames // 3 + 15))
+    clip = demo_clip(args.frames)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     writer = cv2.VideoWriter(str(out / "overlay.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 15, (854, 480))

@@ -95,3 +95,10 @@ def make_clip(
         frames.append(np.clip(canvas + noise, 0, 255).astype(np.uint8))
         labels.append(label)
     return SyntheticClip(frames, labels)
+
+
+def demo_clip(num_frames: int = 60, num_objects: int = 2) -> SyntheticClip:
+    """The embedded default input of `vos-ros demo` and the player: 854x480, object 1
+    hidden for 15 frames from a third of the way in, returning elsewhere."""
+    hide = (num_frames // 3, num_frames // 3 + 15)
+    return make_clip(num_frames, (854, 480), num_objects=num_objects, seed=7, hide=hide)

@@ -9,9 +9,14 @@ RoI features are RoIAligned to M / 2^(j-2) and projected to `channels` with a
 
 Conv2 is conv3x3-ReLU-conv3x3-ReLU; Conv2' (the attention branch) ends without
 ReLU so the prior can also suppress. Up is bilinear x2. The prior is the warped
-previous mask RoIAligned with the same box and resized per level. The output is
-a 3x3 conv to one channel; the sigmoid is applied by the caller (logits train
-with a numerically stable BCE).
+previous mask RoIAligned with the same box and resized per level.
+
+Output (not in the paper): a 3x3 conv to one channel *added to the prior's
+logit* (prior clamped to [PRIOR_CLAMP, 1 - PRIOR_CLAMP]), the conv starting near
+zero. An untrained MRN therefore reproduces the warped mask (the DIS
+propagation floor) and training learns the correction; with the paper's plain
+output a short CPU schedule under-segmented and scored below that floor. The
+sigmoid is applied by the caller (logits train with a numerically stable BCE).
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+PRIOR_CLAMP = 0.05  # prior logit within +-2.94: strong enough to start from, easy to overrule
 
 
 def _conv2(channels: int, final_relu: bool) -> nn.Sequential:
@@ -52,6 +59,8 @@ class MaskRefinementNetwork(nn.Module):
             MaskRefinementModule(c, channels) for c in reversed(in_channels)
         )
         self.predict = nn.Conv2d(channels, 1, 3, padding=1)
+        nn.init.normal_(self.predict.weight, std=1e-3)
+        nn.init.zeros_(self.predict.bias)
 
     def forward(self, roi_features: list[torch.Tensor], prior: torch.Tensor) -> torch.Tensor:
         """roi_features: levels 2..5, (K, C_j, m_j, m_j); prior: (K, 1, M, M) in [0, 1] -> logits (K, 1, M, M)."""
@@ -59,4 +68,4 @@ class MaskRefinementNetwork(nn.Module):
         for module, feature in zip(self.modules_deep_to_shallow, reversed(roi_features)):
             level_prior = F.interpolate(prior, size=feature.shape[-2:], mode="area") if feature.shape[-1] != prior.shape[-1] else prior
             x = module(feature, x, level_prior)
-        return self.predict(x)
+        return self.predict(x) + torch.logit(prior.clamp(PRIOR_CLAMP, 1 - PRIOR_CLAMP))

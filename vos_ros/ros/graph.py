@@ -4,7 +4,12 @@ For machines without `ros2 launch` (the PyPI wheels have no launch): the same
 nodes, the same YAML (keys are node names), the same arguments:
 
     tracker_graph [--params-file YAML] [--camera-topic TOPIC] [--no-player]
-                  [--fastdds-profile XML|''] [--ros-args ...]
+                  [--fastdds-profile XML|''] [--record VIDEO] [--exit-when-done]
+                  [--ros-args ...]
+
+`--record` adds a recorder node on the overlay topic; `--exit-when-done` ends
+the run once the player has finished and the tracker has drained its queue
+(the README's main job: a finite demo that leaves a video behind).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
@@ -31,7 +37,24 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--no-player", dest="player", action="store_false", help="track an existing camera instead")
     parser.add_argument("--fastdds-profile", default=str(fastdds_profile()),
                         help="Fast DDS XML for full-size images on one host; '' to keep the DDS defaults")
-    return parser.parse_args(argv), ros_args
+    parser.add_argument("--record", default="", metavar="VIDEO", help="record the tracker's overlay to this mp4")
+    parser.add_argument("--exit-when-done", action="store_true",
+                        help="exit after the player's last frame has been tracked (needs the player, loop off)")
+    args = parser.parse_args(argv)
+    if args.exit_when_done and not args.player:
+        parser.error("--exit-when-done needs the player")
+    return args, ros_args
+
+
+def _tracker_settled(tracker, player, seconds: float, state: dict) -> bool:
+    """True once the player is done and the tracker's counts stopped moving for `seconds`."""
+    if not player.finished:
+        return False
+    counts = tracker.frame_counts()
+    now = time.monotonic()
+    if counts != state.get("counts"):
+        state.update(counts=counts, since=now)
+    return now - state["since"] >= seconds
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,25 +68,45 @@ def main(argv: list[str] | None = None) -> int:
 
     overrides = [Parameter("image_topic", value=args.camera_topic)] if args.camera_topic else []
     nodes = []
+    tracker = player = recorder = None
     executor = MultiThreadedExecutor(num_threads=4)
     try:
         tracker = TrackerNode(parameter_overrides=overrides)
         nodes.append(tracker)
         executor.add_node(tracker)
         start(tracker)
+        if args.record:
+            from vos_ros.ros.recorder_node import RecorderNode
+
+            recorder = RecorderNode(parameter_overrides=[
+                Parameter("image_topic", value=tracker.param("overlay_topic")),
+                Parameter("filename", value=args.record)])
+            nodes.append(recorder)
+            executor.add_node(recorder)
         if args.player:
             player = PlayerNode(parameter_overrides=overrides)
             nodes.append(player)
             executor.add_node(player)
-        executor.spin()
+        if args.exit_when_done:
+            state: dict = {}
+            while rclpy.ok() and not _tracker_settled(tracker, player, 2.0, state):
+                executor.spin_once(timeout_sec=0.1)
+        else:
+            executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        for node in nodes:
-            if isinstance(node, TrackerNode):
-                node.stop_worker()
+        if tracker is not None:
+            tracker.stop_worker()
+        if recorder is not None:
+            recorder.close()
         executor.shutdown()
         for node in nodes:
             node.destroy_node()
         rclpy.try_shutdown()
+    if args.exit_when_done and player is not None:
+        counts = tracker.frame_counts()
+        print(f"player published {player.published} frames; tracker received {counts['frames_received']}, "
+              f"published {counts['frames_published']} object arrays, dropped {counts['frames_dropped']}"
+              + (f"; {recorder.frames} overlay frames in {args.record}" if recorder is not None else ""))
     return 0

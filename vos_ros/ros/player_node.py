@@ -54,9 +54,9 @@ class FrameSource:
         self._video: cv2.VideoCapture | None = None
         path = Path(source)
         if source == "synthetic":
-            from vos_ros.data.synthetic import make_clip
+            from vos_ros.data.synthetic import demo_clip
 
-            clip = make_clip(num_frames=synthetic_frames, num_objects=synthetic_objects)
+            clip = demo_clip(synthetic_frames, synthetic_objects)
             self._frames, self.initial_labels = clip.frames, clip.labels[0]
         elif (path / "JPEGImages").is_dir():
             from vos_ros.data import davis
@@ -121,6 +121,7 @@ class PlayerNode(Node):
         self.index = 0
         self.published = 0
         self.mask_sent = False
+        self.finished = False
         self._wait_until = time.monotonic() + p["wait_for_subscribers_s"]
         self._min_image_subscribers = p["min_image_subscribers"]
         self.timer = self.create_timer(1.0 / p["rate_hz"], self._tick)
@@ -140,6 +141,7 @@ class PlayerNode(Node):
             if not self.loop:
                 self.get_logger().info(f"finished: {self.published} frames published")
                 self.timer.cancel()
+                self.finished = True
                 return
             self.index = 0
         header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.frame_id)

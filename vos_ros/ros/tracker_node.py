@@ -518,9 +518,18 @@ class TrackerNode(LifecycleNode):
         self._published.total += 1
         now_ns = self.get_clock().now().nanoseconds
         self._latencies.append((now_ns - frame.stamp_ns) * 1e-9)
+        previous = {t.id: t.status for t in self._last_targets}
+        for t in result.targets:  # status changes are what an operator wants in the log
+            if previous.get(t.id, t.status) != t.status:
+                self.get_logger().info(f"target {t.id}: {previous[t.id].name.lower()} -> {t.status.name.lower()}")
         self._last_targets = result.targets
 
     # -- diagnostics --------------------------------------------------------------
+    def frame_counts(self) -> dict[str, int]:
+        """Totals since start (diagnostics, and the graph's end-of-run summary)."""
+        return {"frames_received": self._received.total, "frames_published": self._published.total,
+                "frames_dropped": self._dropped, "images_rejected": self._rejected_images}
+
     def _publish_diagnostics(self):
         latencies, self._latencies = self._latencies, []
         engine = self._engine
@@ -530,10 +539,7 @@ class TrackerNode(LifecycleNode):
             "output_rate_hz": f"{self._published.rate():.2f}",
             "latency_mean_ms": f"{1e3 * float(np.mean(latencies)):.1f}" if latencies else "nan",
             "latency_max_ms": f"{1e3 * max(latencies):.1f}" if latencies else "nan",
-            "frames_received": str(self._received.total),
-            "frames_published": str(self._published.total),
-            "frames_dropped": str(self._dropped),
-            "images_rejected": str(self._rejected_images),
+            **{k: str(v) for k, v in self.frame_counts().items()},
             "backend": self.param("backend"),
             "device": str(engine.device) if engine else "",
             "configuration": self._engine_config.name if self._engine_config else "",

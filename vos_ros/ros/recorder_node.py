@@ -1,0 +1,81 @@
+"""The `recorder` node: writes an image topic to a video file (like image_view's video_recorder).
+
+The README's main job records the tracker's overlay with it, so the demo leaves
+something to look at. Subscribing is what makes the tracker draw the overlay
+(it is only computed while someone listens).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import rclpy
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+
+from vos_ros.ros.image_conv import ImageConversionError, imgmsg_to_rgb
+
+PARAMETERS: dict[str, tuple[object, str]] = {
+    "image_topic": ("vos/overlay", "images to record (any encoding the tracker accepts)"),
+    "filename": ("overlay.mp4", "output video (mp4v); its folder is created"),
+    "fps": (10.0, "frame rate written into the file"),
+}
+
+
+class RecorderNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("recorder", **kwargs)
+        for name, (default, description) in PARAMETERS.items():
+            self.declare_parameter(name, default, ParameterDescriptor(description=description, read_only=True))
+        self.path = Path(self.get_parameter("filename").value)
+        self.fps = float(self.get_parameter("fps").value)
+        if self.fps <= 0:
+            raise ValueError(f"recorder fps must be positive, got {self.fps}")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer: cv2.VideoWriter | None = None
+        self._size: tuple[int, int] | None = None
+        self.frames = 0
+        # Reliable depth 10: a recording should not lose frames to a momentary stall.
+        self.create_subscription(Image, self.get_parameter("image_topic").value, self._on_image, 10)
+
+    def _on_image(self, msg: Image):
+        try:
+            rgb = imgmsg_to_rgb(msg)
+        except ImageConversionError as e:
+            self.get_logger().warning(f"not recorded: {e}", throttle_duration_sec=5.0)
+            return
+        size = (rgb.shape[1], rgb.shape[0])
+        if self._writer is None:
+            self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, size)
+            self._size = size
+            self.get_logger().info(f"recording '{self.get_parameter('image_topic').value}' to {self.path}")
+        if size != self._size:
+            self.get_logger().warning(f"not recorded: frame is {size}, the video is {self._size}",
+                                      throttle_duration_sec=5.0)
+            return
+        self._writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        self.frames += 1
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = RecorderNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
