@@ -45,6 +45,7 @@ class PipelineRun:
     image_stamps: list[int] = field(default_factory=list)  # every image the probe saw, in order
     arrays: dict[int, tuple[float, np.ndarray]] = field(default_factory=dict)  # stamp -> (latency s, labels)
     frames_published: int = 0
+    tracker_counts: dict[str, int] = field(default_factory=dict)  # its last /diagnostics: received, dropped, ...
     wall_s: float = 0.0
     tracker_log: str = ""
     player_log: str = ""
@@ -64,6 +65,9 @@ class PipelineRun:
             "throughput_hz": (len(stamps) - 1) / span if len(stamps) > 1 else float("nan"),
             "latency_ms_mean": float(lat.mean()) if lat.size else float("nan"),
             "latency_ms_p50": pct(50), "latency_ms_p95": pct(95), "latency_ms_max": float(lat.max()) if lat.size else float("nan"),
+            # Where missing frames went: never reached the tracker, or skipped by it while busy.
+            "tracker_received": self.tracker_counts.get("frames_received", -1),
+            "tracker_dropped": self.tracker_counts.get("frames_dropped", -1),
         }
 
 
@@ -114,6 +118,15 @@ def run_pipeline(rate_hz: float, frames: int = 60, source: str = "synthetic", se
         run.arrays[stamp_ns(msg.header)] = (latency, labels_from_array(msg))
 
     active = []
+    diagnostics_seen = [0]
+
+    def on_diagnostics(msg: DiagnosticArray):
+        for status in msg.status:
+            if status.name.startswith("tracker") and status.hardware_id:
+                active.append(status)
+                run.tracker_counts = {kv.key: int(kv.value) for kv in status.values if kv.key.startswith("frames_")}
+                diagnostics_seen[0] += 1
+
     node.create_subscription(TrackedObjectArray, "vos/objects", on_array, PROBE_QOS)
     last_image = [0.0]
 
@@ -122,8 +135,7 @@ def run_pipeline(rate_hz: float, frames: int = 60, source: str = "synthetic", se
         last_image[0] = time.monotonic()
 
     node.create_subscription(Image, "image", on_image, PROBE_QOS)
-    node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: active.extend(
-        s for s in m.status if s.name.startswith("tracker") and s.hardware_id), 10)
+    node.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
     try:
         deadline = time.monotonic() + timeout_s
         while not active and time.monotonic() < deadline and tracker.poll() is None:
@@ -146,6 +158,10 @@ def run_pipeline(rate_hz: float, frames: int = 60, source: str = "synthetic", se
                 break
         run.wall_s = time.monotonic() - start
         run.frames_published = len(run.image_stamps)
+        seen = diagnostics_seen[0]  # one more report, so the counts include the last frame
+        spin_deadline = time.monotonic() + 3.0
+        while diagnostics_seen[0] == seen and time.monotonic() < spin_deadline:
+            executor.spin_once(timeout_sec=0.05)
     finally:
         if player is not None:
             run.player_log = stop(player)
@@ -172,11 +188,12 @@ def main(argv: list[str] | None = None) -> int:
         run = run_pipeline(rate, args.frames, args.source, args.sequence, args.weights, args.configuration)
         results.append(run.summary())
     print(f"{'input Hz':>8} {'published':>9} {'received':>8} {'%':>6} {'out Hz':>7} "
-          f"{'lat mean':>9} {'p50':>7} {'p95':>7} {'max':>7}  (ms)")
+          f"{'lat mean':>9} {'p50':>7} {'p95':>7} {'max':>7}  (ms) {'tracker in':>10} {'dropped':>7}")
     for r in results:
         print(f"{r['input_hz']:8.1f} {r['frames_published']:9d} {r['arrays_received']:8d} {r['received_pct']:6.1f} "
               f"{r['throughput_hz']:7.2f} {r['latency_ms_mean']:9.1f} {r['latency_ms_p50']:7.1f} "
-              f"{r['latency_ms_p95']:7.1f} {r['latency_ms_max']:7.1f}")
+              f"{r['latency_ms_p95']:7.1f} {r['latency_ms_max']:7.1f}       {r['tracker_received']:10d} "
+              f"{r['tracker_dropped']:7d}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

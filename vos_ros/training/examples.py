@@ -129,8 +129,10 @@ class SyntheticPairs:
             m = cv2.warpAffine(mask, matrix, (width, height), flags=cv2.INTER_NEAREST) > 0
             if k == 1:
                 obj = _colour_jitter(rng, obj)
-            frame = bg.copy()
-            frame[m] = obj[m]
+            # Feathered edges: a hard paste leaves a seam the networks learn to find
+            # (a cue real video does not have).
+            alpha = cv2.GaussianBlur(m.astype(np.float32), (7, 7), 0)[..., None]
+            frame = (bg * (1 - alpha) + obj * alpha).astype(np.uint8)
             frames.append(frame)
             masks.append(m)
         if rng.random() < 0.4:  # an occluder crosses in front in the current frame
