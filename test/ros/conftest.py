@@ -48,11 +48,10 @@ def weights_file(tmp_path_factory) -> str:
 
     if resolve_weights(load_config("cpu"), None).exists():
         return ""
-    from vos_ros.inference.engine import Tracker
-    from vos_ros.model.dtn import save_weights
+    from vos_ros.model.dtn import load_dtn, save_weights
 
     path = tmp_path_factory.mktemp("weights") / "dtn_cpu_untrained.safetensors"
-    save_weights(Tracker.from_config("cpu", untrained=True).model, path, {"untrained": True})
+    save_weights(load_dtn(load_config("cpu"), untrained=True), path, {"untrained": True})
     return str(path)
 
 

@@ -5,6 +5,7 @@ import threading
 import numpy as np
 import pytest
 import rclpy
+import torch
 from geometry_msgs.msg import Point32, PolygonStamped
 from rcl_interfaces.srv import SetParameters
 from rclpy.context import Context
@@ -186,3 +187,30 @@ def test_lifecycle_releases_and_reloads_the_model(harness):
     assert harness.tracker.trigger_activate() == TransitionCallbackReturn.SUCCESS
     assert harness.tracker._engine is not None
     assert harness.publish_and_wait(37).objects == []
+
+
+def test_unavailable_backend_falls_back_as_configured(ctx, weights_file):
+    try:
+        import tensorrt  # noqa: F401
+
+        if torch.cuda.is_available():
+            pytest.skip("TensorRT and a GPU are present: backend tensorrt needs no fallback here")
+    except ImportError:
+        pass
+    for fallback, outcome in (("torch", TransitionCallbackReturn.SUCCESS), ("none", TransitionCallbackReturn.FAILURE)):
+        overrides = [Parameter("autostart", value=False), Parameter("backend", value="tensorrt"),
+                     Parameter("backend_fallback", value=fallback)]
+        if weights_file:
+            overrides.append(Parameter("weights", value=weights_file))
+        node = TrackerNode(context=ctx, parameter_overrides=overrides)
+        try:
+            assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+            assert node.trigger_activate() == outcome
+            assert "tensorrt" in node._last_error.lower()
+            if fallback == "torch":
+                assert node._engine.backend.name == "torch" and node._engine.device.type == "cpu"
+            else:
+                assert node._engine is None
+        finally:
+            node.stop_worker()
+            node.destroy_node()

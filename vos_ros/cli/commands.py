@@ -23,12 +23,18 @@ from ..inference.video import VideoRun, segment_video
 
 STAGES = ("backbone", "flow", "dm", "bp", "br", "mrn", "merge")
 DEFAULT_DATA = Path("../shared/data")  # beside the repository, when run from its root
+CALIBRATION_FRAMES = 64  # INT8 calibration frames in all (their network inputs are kept in memory)
 
 
-def _tracker(args) -> Tracker:
+def _tracker(args, backend: str | None = None) -> Tracker:
+    """The tracker the arguments ask for; `backend` overrides theirs (its default precision then)."""
     overrides = {} if args.theta_c is None else {"decision.theta_c": args.theta_c}
     config = load_config(args.config, overrides)
-    return Tracker.from_config(config, weights=args.weights, device=args.device, untrained=args.untrained)
+    chosen = backend or args.backend
+    # A torch reference for a tensorrt bench runs on the same GPU.
+    device = args.device or ("cuda" if args.backend == "tensorrt" else None)
+    return Tracker.from_config(config, weights=args.weights, device=device, untrained=args.untrained, backend=chosen,
+                               precision=args.precision if chosen == args.backend else None, cache_dir=args.cache)
 
 
 def _print_run(name: str, run: VideoRun) -> None:
@@ -198,13 +204,23 @@ def bench(args) -> int:
     theta = tracker.config.decision.theta_c
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    report: dict = {"config": tracker.config.name, "device": str(tracker.device), "threads": _threads(),
-                    "theta_c": theta, "resolution": "854x480"}
+    report: dict = {"config": tracker.config.name, "backend": tracker.backend.label, "device": str(tracker.device),
+                    "threads": _threads(), "theta_c": theta, "resolution": "854x480"}
     clips = {n: make_clip(args.frames, (854, 480), n, seed=n) for n in (1, 3)}
     report["dis_flow_only_fps"] = _dis_baseline(tracker, clips[1])
     for n, clip in clips.items():
-        report[f"objects_{n}"] = _speed(tracker, clip, f"synthetic 854x480, {n} object(s)")
+        report[f"objects_{n}"] = _speed(tracker, clip, f"{tracker.backend.label}, synthetic 854x480, {n} object(s)")
         report[f"objects_{n}"]["ratio_to_flow_only"] = report[f"objects_{n}"]["fps"] / report["dis_flow_only_fps"]
+    if args.backend != "torch":  # the same clips through the torch networks, in this run
+        reference = _tracker(args, backend="torch")
+        for n, clip in clips.items():
+            ref = _speed(reference, clip, f"{reference.backend.label}, synthetic 854x480, {n} object(s)")
+            entry = report[f"objects_{n}"]
+            entry["torch_reference"] = {"backend": reference.backend.label, **ref}
+            entry["speed_ratio_to_torch"] = entry["fps"] / ref["fps"]
+            print(f"{n} object(s): {tracker.backend.label} {entry['fps']:.1f} fps / {reference.backend.label} "
+                  f"{ref['fps']:.1f} fps = {entry['speed_ratio_to_torch']:.2f}x")
+        del reference
     data_root = Path(args.data) if args.data else DEFAULT_DATA
     dev = data_root / "davis2016" / "dev"
     if dev.exists():
@@ -296,4 +312,65 @@ def demo(args) -> int:
     score = evaluate_sequence(run.labels, clip.labels)
     _print_run("demo", run)
     print(f"J&F against the clip's ground truth: {score.JF:.3f} (J {score.J:.3f}, F {score.F:.3f}); overlay: {out / 'overlay.mp4'}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- deploy
+def export(args) -> int:
+    from ..backends.onnx_export import export_onnx
+    from ..model.dtn import load_dtn
+
+    config = load_config(args.config)
+    manifest = export_onnx(load_dtn(config, args.weights, args.untrained), config, Path(args.out))
+    for name, graph in manifest["graphs"].items():
+        inputs = ", ".join(f"{k}{v}" for k, v in graph["inputs"].items())
+        print(f"{name}: {graph['file']} opset {graph['opset']}, inputs {inputs}")
+    print(f"checked (onnx full check), simplified ({manifest['simplifier']}); manifest: {Path(args.out) / 'manifest.json'}")
+    return 0
+
+
+def _centre_box(shape: tuple[int, ...]) -> np.ndarray:
+    labels = np.zeros(shape[:2], np.uint16)
+    h, w = shape[:2]
+    labels[h // 3:2 * h // 3, w // 3:2 * w // 3] = 1
+    return labels
+
+
+def _calibration_clips(source: str):
+    """(frames, first labels) for INT8 calibration: a DAVIS root's annotated sequences, or a
+    plain frame folder / video with a centre box as its target (no mask there; the box still
+    sends real image content through every network)."""
+    root = Path(source)
+    if (root / "JPEGImages").is_dir():
+        sequences = davis.list_sequences(root)
+        per_sequence = max(8, CALIBRATION_FRAMES // len(sequences))
+        for seq in sequences[:max(1, CALIBRATION_FRAMES // per_sequence)]:
+            paths = davis.frame_paths(root, seq)[:per_sequence]
+            yield (davis.read_frame(p) for p in paths), davis.read_labels(davis.annotation_path(root, seq))
+        return
+    frames = list(itertools.islice(_video_frames(source)[1], CALIBRATION_FRAMES))
+    if not frames:
+        raise ValueError(f"no frames in {source}")
+    yield frames, _centre_box(frames[0].shape)
+
+
+def build_engine(args) -> int:
+    from ..backends import create_backend
+    from ..backends.calibration import record_network_inputs
+    from ..backends.onnx_export import default_cache_dir
+    from ..model.dtn import load_dtn
+
+    config = load_config(args.config)
+    if args.precision == "int8" and not args.calibration:
+        raise ValueError("--precision int8 needs --calibration (a DAVIS root or a folder of camera frames)")
+    model = load_dtn(config, args.weights, args.untrained)
+
+    def calibration_inputs():  # runs only when an int8 engine has to be built
+        return record_network_inputs(model, config, _calibration_clips(args.calibration), args.device)
+
+    backend = create_backend("tensorrt", model, config, args.device, args.precision, args.cache,
+                             calibration_inputs if args.calibration else None, args.rebuild)
+    cache = Path(args.cache) if args.cache else default_cache_dir()
+    built = ", ".join(backend.built) or "none (all cached)"
+    print(f"{backend.label}: engines built now: {built}; cache: {cache / 'tensorrt'}; warmed up")
     return 0

@@ -1,21 +1,32 @@
-"""`vos-ros`: segment, eval, bench, bench-ros, train, demo."""
+"""`vos-ros`: segment, eval, bench, bench-ros, train, demo, export, build-engine."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from ..backends import BACKENDS, PRECISIONS
 from ..config import ConfigError
 from ..inference.types import EngineInputError
 
 
-def _add_model_args(p: argparse.ArgumentParser) -> None:
+def _add_network_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default="cpu", help="cpu | gpu | path to a YAML config (default: cpu)")
     p.add_argument("--weights", default=None, help="DTN weights file (default: the config's shipped weights)")
-    p.add_argument("--device", default=None, help="cpu | cuda (default: the config's)")
-    p.add_argument("--theta-c", type=float, default=None, help="decision threshold (default: the config's)")
     p.add_argument("--untrained", action="store_true",
                    help="ImageNet backbone + random heads instead of trained weights (development only)")
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    _add_network_args(p)
+    p.add_argument("--device", default=None, help="cpu | cuda (default: the config's; cuda for tensorrt)")
+    p.add_argument("--theta-c", type=float, default=None, help="decision threshold (default: the config's)")
+    p.add_argument("--backend", default="torch", choices=BACKENDS, help="inference backend (default: torch)")
+    p.add_argument("--precision", default=None, choices=PRECISIONS,
+                   help="torch: fp32 on CPU, fp16 on CUDA (default); onnxruntime: fp32; tensorrt: fp16 (default), "
+                        "fp32, int8 (engine built by build-engine)")
+    p.add_argument("--cache", default=None,
+                   help="folder for ONNX graphs and TensorRT engines (default: $VOS_ROS_CACHE or ~/.cache/vos_ros)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--pred", required=True)
     ev.add_argument("--json", help="also write the scores here")
 
-    bench = sub.add_parser("bench", help="per-stage times, fps for 1 and 3 objects, memory, theta_c sweep")
+    bench = sub.add_parser("bench", help="per-stage times, fps for 1 and 3 objects, memory, theta_c sweep; "
+                                         "another backend than torch is also timed against torch in the same run")
     _add_model_args(bench)
     bench.add_argument("--data", default=None, help="folder with davis2016/dev for the sweep (default: ../shared/data)")
     bench.add_argument("--long-frames", type=int, default=2000, help="frames of the memory run")
@@ -61,6 +73,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="demo_out")
     demo.add_argument("--frames", type=int, default=90)
     _add_model_args(demo)
+
+    export = sub.add_parser("export", help="ONNX graphs of the four networks (+ manifest.json), checked and simplified")
+    _add_network_args(export)
+    export.add_argument("--out", required=True, help="output folder")
+
+    build = sub.add_parser("build-engine", help="build and cache the TensorRT engines (at install time on the robot)")
+    _add_network_args(build)
+    build.add_argument("--device", default="cuda", help="CUDA device (default: cuda)")
+    build.add_argument("--precision", default="fp16", choices=PRECISIONS, help="default: fp16")
+    build.add_argument("--calibration", default=None,
+                       help="int8: a DAVIS root (annotated sequences) or a folder of consecutive camera frames")
+    build.add_argument("--cache", default=None, help="cache folder (default: $VOS_ROS_CACHE or ~/.cache/vos_ros)")
+    build.add_argument("--rebuild", action="store_true", help="rebuild even when a cached engine fits")
     return parser
 
 
@@ -74,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     from . import commands
 
     try:
-        return getattr(commands, args.command)(args)
+        return getattr(commands, args.command.replace("-", "_"))(args)
     except (FileNotFoundError, ValueError, ConfigError, EngineInputError, RuntimeError) as exc:
         print(f"vos-ros {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -18,6 +18,10 @@ Choices where the paper is silent (documented per item):
   (ones inside the candidate box).
 - Per-target state is a fixed set of vectors plus one flow-resolution mask:
   memory does not grow with video length.
+
+The networks run behind a deployment backend (vos_ros.backends: torch, ONNX
+Runtime, TensorRT); everything between them (geometry, RoIAlign, matching,
+state) runs here as torch ops on the backend's device.
 """
 
 from __future__ import annotations
@@ -32,10 +36,12 @@ import numpy as np
 import torch
 from torchvision.ops import roi_align
 
+from ..backends import Backend, BackendUnavailable, create_backend
 from ..config import EngineConfig, load_config
-from ..model.crpn import conditional_anchors, embed, match_distance, rois, select_candidates
+from ..model.backbone import STRIDES
+from ..model.crpn import conditional_anchors, embed, match_distance, propose, rois, select_candidates
 from ..model.decision import flow_features
-from ..model.dtn import DTN, load_weights, resolve_weights
+from ..model.dtn import load_dtn
 from ..model.flow import build_flow, flow_shape, warp_backward
 from ..model.geometry import Box, Region, box_prior, clip_box, crop_roi, enlarge_box, mask_box, paste_roi
 from .merge import merge_windows
@@ -76,10 +82,10 @@ class _Plan:
 class Tracker:
     """DTN video object segmentation, streaming, ROS-free."""
 
-    def __init__(self, config: EngineConfig, model: DTN, device: str | torch.device = "cpu"):
+    def __init__(self, config: EngineConfig, backend: Backend):
         self.config = config
-        self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
+        self.backend = backend
+        self.device = backend.device
         self.flow = build_flow(config.flow.method, config.flow.preset, config.flow.scale)
         self._targets: dict[int, _Target] = {}
         self._prev_gray: np.ndarray | None = None
@@ -88,28 +94,26 @@ class Tracker:
     @classmethod
     def from_config(
         cls, config: EngineConfig | str = "cpu", weights: str | None = None, device: str | None = None,
-        untrained: bool = False,
+        untrained: bool = False, backend: str = "torch", precision: str | None = None, cache_dir: str | None = None,
     ) -> "Tracker":
-        """Build networks and load weights (the config's shipped file unless `weights` is given).
+        """Build networks and load weights (the config's shipped file unless `weights` is given),
+        then hand them to `backend` (torch | onnxruntime | tensorrt; see vos_ros.backends).
 
         `untrained=True` is an explicit opt-in to ImageNet backbone + randomly
         initialised heads (seeded), for development before weights exist; a
-        missing or corrupt weights file is otherwise always an error.
+        missing or corrupt weights file is otherwise always an error. The device
+        defaults to the config's, and to cuda for tensorrt. A backend, package or
+        GPU that is not there raises BackendUnavailable.
         """
         cfg = load_config(config) if isinstance(config, str) else config
-        device = device or cfg.device
+        device = device or ("cuda" if backend == "tensorrt" else cfg.device)
         if device.startswith("cuda") and not torch.cuda.is_available():
-            raise RuntimeError(f"device '{device}' requested but CUDA is not available (use device cpu)")
+            hint = "backend tensorrt needs a CUDA GPU" if backend == "tensorrt" else "use device cpu"
+            raise BackendUnavailable(f"device '{device}' requested but CUDA is not available ({hint})")
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
-        torch.manual_seed(0)
-        model = DTN(cfg, imagenet_init=untrained)
-        if not untrained:
-            path = resolve_weights(cfg, weights)
-            if path is None:
-                raise ValueError("no weights configured: set `weights:` in the config or pass a weights file")
-            load_weights(model, path)
-        return cls(cfg, model, device)
+        model = load_dtn(cfg, weights, untrained)
+        return cls(cfg, create_backend(backend, model, cfg, device, precision, cache_dir))
 
     def warm_up(self, width: int = 854, height: int = 480) -> None:
         """One add + step on a blank frame, then reset: the first real frame then runs at full speed
@@ -246,12 +250,12 @@ class Tracker:
             fill = image.reshape(-1, 3).mean(axis=0)
             batch, views = np.stack([region.crop(image, fill) for region in regions]), list(range(len(regions)))
         tensor = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
-        return self.model.backbone(tensor), views
+        return self.backend.backbone(tensor), views
 
     def _embed(self, features: list[torch.Tensor], views: list[int], regions: list[Region], boxes: list[Box]) -> torch.Tensor:
         """Eq. 2's f(.) of frame boxes, (N, C)."""
         rows = torch.cat([rois(v, self._tensor_box(r.to_input(b))) for v, r, b in zip(views, regions, boxes)])
-        return embed(features[MATCH_LEVEL], rows, self.model.strides[MATCH_LEVEL], self.config.crpn.roi_size)
+        return embed(features[MATCH_LEVEL], rows, STRIDES[MATCH_LEVEL], self.config.crpn.roi_size)
 
     def _track(self, targets: list[_Target], image: np.ndarray, prev_gray: np.ndarray, gray: np.ndarray) -> FrameResult:
         cfg = self.config
@@ -284,7 +288,7 @@ class Tracker:
                               p.target.score, (width, height), scale)
                 for p in active
             ])
-            confidence = float(self.model.decision(torch.from_numpy(feats).to(self.device)).mean())
+            confidence = float(self.backend.decision(torch.from_numpy(feats).to(self.device)).mean())
         else:
             confidence = math.nan
         frame_stream = Stream.BP if confidence > cfg.decision.theta_c else Stream.BR
@@ -325,7 +329,7 @@ class Tracker:
             return
         cfg = self.config.crpn
         feat4 = features[MATCH_LEVEL]
-        stride = self.model.strides[MATCH_LEVEL]
+        stride = STRIDES[MATCH_LEVEL]
         map_size = (feat4.shape[-1], feat4.shape[-2])
         for plan in plans:
             target, region = plan.target, plan.region
@@ -339,7 +343,8 @@ class Tracker:
             prev_in = region.to_input(target.box)
             anchors = conditional_anchors(prev_in, stride, grid, cfg.multipliers, map_size, step).to(self.device)
             bounds = (map_size[0] * stride, map_size[1] * stride)
-            boxes, objectness = self.model.crpn.propose(feat4, plan.view, anchors, stride, bounds)
+            boxes, objectness = propose(self.backend.crpn_head, feat4, plan.view, anchors, stride, bounds,
+                                        cfg.roi_size)
             keep = select_candidates(boxes, objectness, cfg.top_n, cfg.nms_iou, cfg.min_objectness)
             candidate = None
             if keep.numel():
@@ -360,14 +365,13 @@ class Tracker:
         if not plans:
             return []
         cfg = self.config.mrn
-        mrn = self.model.mrn
         roi_boxes = [enlarge_box(p.roi_box, cfg.box_margin) for p in plans]
         roi_feats = []
-        for level, (feat, stride, size) in enumerate(zip(features, self.model.strides, mrn.roi_sizes)):
+        for feat, stride, size in zip(features, STRIDES, self.backend.mrn_roi_sizes):
             rows = torch.cat([rois(p.view, self._tensor_box(p.region.to_input(b))) for p, b in zip(plans, roi_boxes)])
             roi_feats.append(roi_align(feat, rows, (size, size), spatial_scale=1.0 / stride, sampling_ratio=2, aligned=True))
         priors = torch.cat([self._prior(p, b) for p, b in zip(plans, roi_boxes)]).to(self.device)
-        probs = torch.sigmoid(mrn(roi_feats, priors))
+        probs = torch.sigmoid(self.backend.mrn(roi_feats, priors))
         return list(probs[:, 0].float().cpu().numpy())
 
     def _prior(self, plan: _Plan, roi_box: Box) -> torch.Tensor:

@@ -15,6 +15,7 @@ unstated; it makes the distance scale-free, range 0..2 per term).
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -110,19 +111,24 @@ class CRPNHead(nn.Module):
         x = self.body(anchor_features)
         return self.objectness(x).squeeze(-1), self.deltas(x)
 
-    def propose(
-        self, feat4: torch.Tensor, batch_index: int, anchors: torch.Tensor, stride: float, bounds: tuple[float, float]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Decoded candidate boxes (clipped to `bounds` = input w, h) and objectness probabilities."""
-        anchor_feats = roi_align(
-            feat4, rois(batch_index, anchors), (self.roi_size, self.roi_size),
-            spatial_scale=1.0 / stride, sampling_ratio=2, aligned=True,
-        )
-        logits, deltas = self(anchor_feats)
-        boxes = decode_boxes(anchors, deltas)
-        boxes[:, 0::2] = boxes[:, 0::2].clamp(0, bounds[0])
-        boxes[:, 1::2] = boxes[:, 1::2].clamp(0, bounds[1])
-        return boxes, torch.sigmoid(logits)
+
+def propose(
+    head: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]], feat4: torch.Tensor, batch_index: int,
+    anchors: torch.Tensor, stride: float, bounds: tuple[float, float], roi_size: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decoded candidate boxes (clipped to `bounds` = input w, h) and objectness probabilities.
+
+    `head` maps RoIAligned anchor features to (objectness logits, deltas): a CRPNHead or a
+    deployment backend's `crpn_head`, so that RoIAlign and box decoding stay in one place.
+    """
+    anchor_feats = roi_align(
+        feat4, rois(batch_index, anchors), (roi_size, roi_size), spatial_scale=1.0 / stride, sampling_ratio=2, aligned=True,
+    )
+    logits, deltas = head(anchor_feats)
+    boxes = decode_boxes(anchors, deltas)
+    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, bounds[0])
+    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, bounds[1])
+    return boxes, torch.sigmoid(logits)
 
 
 def select_candidates(boxes: torch.Tensor, objectness: torch.Tensor, top_n: int, nms_iou: float, min_objectness: float):

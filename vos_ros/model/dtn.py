@@ -32,6 +32,23 @@ class DTN(nn.Module):
         self.mrn = MaskRefinementNetwork(channels, config.mrn.channels, config.mrn.roi_size)
 
 
+def load_dtn(config: EngineConfig, weights: str | Path | None = None, untrained: bool = False) -> DTN:
+    """The networks with weights loaded (the config's shipped file unless `weights` is given), on the CPU.
+
+    `untrained=True` is an explicit opt-in to ImageNet backbone + randomly initialised heads
+    (seeded), for development before weights exist; a missing or corrupt weights file is
+    otherwise always an error.
+    """
+    torch.manual_seed(0)
+    model = DTN(config, imagenet_init=untrained)
+    if not untrained:
+        path = resolve_weights(config, weights)
+        if path is None:
+            raise ValueError("no weights configured: set `weights:` in the config or pass a weights file")
+        load_weights(model, path)
+    return model.eval()
+
+
 def resolve_weights(config: EngineConfig, weights: str | Path | None) -> Path | None:
     """An explicit path wins; else the config's file name in the packaged weights folder."""
     name = weights if weights is not None else config.weights

@@ -34,6 +34,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
+from vos_ros.backends import BACKENDS, PRECISIONS, BackendUnavailable
 from vos_ros.config import ConfigError, EngineConfig, load_config
 from vos_ros.inference.types import EngineInputError
 from vos_ros.msg import TrackedObjectArray
@@ -44,7 +45,7 @@ from vos_ros.ros.messages import MASK_FORMATS, overlay, tracked_object_array
 from vos_ros.ros.qos import IMAGE_QOS_CHOICES, LATCHED_QOS, OUTPUT_QOS, image_qos
 from vos_ros.srv import AddTargets, RemoveTargets, Reset
 
-BACKENDS = ("torch",)
+FALLBACKS = ("none",) + BACKENDS
 FLOW_PRESETS = ("", "ultrafast", "fast", "medium")
 CLICK_MODES = ("point", "box")
 
@@ -62,6 +63,12 @@ PARAMETERS: dict[str, tuple[object, str, bool]] = {
     "polygon_topic": ("vos/prompt/polygon", "geometry_msgs/PolygonStamped in pixels (2 points = box)", False),
     "configuration": ("cpu", "engine configuration: cpu, gpu or a YAML path", False),
     "backend": ("torch", f"inference backend: {'|'.join(BACKENDS)}", False),
+    "backend_fallback": ("torch", f"backend used when `backend` cannot run here (no TensorRT, no GPU, no cached "
+                                  f"int8 engine), on the CPU when there is no GPU: {'|'.join(FALLBACKS)}", False),
+    "precision": ("", f"{'|'.join(PRECISIONS)}; empty = the backend's default (torch: fp16 on CUDA; tensorrt: fp16)",
+                  False),
+    "engine_cache": ("", "folder for ONNX graphs and TensorRT engines; empty = $VOS_ROS_CACHE or ~/.cache/vos_ros",
+                     False),
     "device": ("", "cpu, cuda, cuda:N; empty = the configuration's", False),
     "weights": ("", "weights file; empty = the configuration's", False),
     "flow_preset": ("", "DIS preset ultrafast|fast|medium; empty = the configuration's", False),
@@ -84,6 +91,8 @@ def validate_parameter(name: str, value) -> str | None:
         "image_qos": (lambda: value in IMAGE_QOS_CHOICES, f"must be one of {IMAGE_QOS_CHOICES}"),
         "image_qos_depth": (lambda: value >= 1, "must be >= 1"),
         "backend": (lambda: value in BACKENDS, f"must be one of {BACKENDS}"),
+        "backend_fallback": (lambda: value in FALLBACKS, f"must be one of {FALLBACKS}"),
+        "precision": (lambda: value in ("",) + PRECISIONS, f"must be one of {PRECISIONS} or empty"),
         "device": (lambda: value in ("", "cpu", "cuda") or value.startswith("cuda:"), "must be cpu, cuda, cuda:N or empty"),
         "flow_preset": (lambda: value in FLOW_PRESETS, f"must be one of {FLOW_PRESETS}"),
         "max_objects": (lambda: value >= 0, "must be >= 0"),
@@ -242,11 +251,8 @@ class TrackerNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        from vos_ros.inference.engine import Tracker  # torch import only when the networks are needed
-
         try:
-            self._engine = Tracker.from_config(self._engine_config, weights=self.param("weights") or None,
-                                               device=self.param("device") or None)
+            self._engine = self._load_engine()
             self._engine.warm_up()  # so that frames arriving right after activation are not dropped
         except (FileNotFoundError, ValueError, RuntimeError) as e:
             self.get_logger().error(f"activate failed: could not load the networks: {e}")
@@ -255,8 +261,27 @@ class TrackerNode(LifecycleNode):
         self._stop.clear()
         self._worker = threading.Thread(target=self._work, name="vos_tracker_worker", daemon=True)
         self._worker.start()
-        self.get_logger().info(f"active: backend {self.param('backend')}, device {self._engine.device}")
+        self.get_logger().info(f"active: backend {self._engine.backend.label}, device {self._engine.device}")
         return super().on_activate(state)
+
+    def _load_engine(self):
+        """The tracker on `backend`; on `backend_fallback` when that backend cannot run here."""
+        import torch  # only when the networks are needed
+
+        from vos_ros.inference.engine import Tracker
+
+        backend, fallback = self.param("backend"), self.param("backend_fallback")
+        common = {"weights": self.param("weights") or None, "cache_dir": self.param("engine_cache") or None}
+        try:
+            return Tracker.from_config(self._engine_config, device=self.param("device") or None, backend=backend,
+                                       precision=self.param("precision") or None, **common)
+        except BackendUnavailable as e:
+            if fallback == "none":
+                raise
+            device = (self.param("device") or None) if torch.cuda.is_available() else "cpu"
+            self._last_error = f"backend {backend} unavailable ({e}); running backend_fallback {fallback}"
+            self.get_logger().warning(self._last_error)
+            return Tracker.from_config(self._engine_config, device=device, backend=fallback, **common)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.stop_worker()
@@ -540,7 +565,7 @@ class TrackerNode(LifecycleNode):
             "latency_mean_ms": f"{1e3 * float(np.mean(latencies)):.1f}" if latencies else "nan",
             "latency_max_ms": f"{1e3 * max(latencies):.1f}" if latencies else "nan",
             **{k: str(v) for k, v in self.frame_counts().items()},
-            "backend": self.param("backend"),
+            "backend": engine.backend.label if engine else self.param("backend"),
             "device": str(engine.device) if engine else "",
             "configuration": self._engine_config.name if self._engine_config else "",
             "theta_c": f"{engine.config.decision.theta_c:.3f}" if engine else "",

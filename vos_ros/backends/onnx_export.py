@@ -1,0 +1,219 @@
+"""ONNX graphs of the four DTN networks, their manifest, and the export cache.
+
+One graph per network (backbone, decision, crpn_head, mrn), exported with
+torch's `torch.export`-based exporter at opset 17, simplified with onnxslim and
+checked with onnx's full checker. The graphs are stateless: per-object state
+(previous masks, embeddings, boxes) stays in the engine and enters every call as
+tensors (the MRN prior is the warped previous mask). Leading dimensions are
+dynamic: objects (decision, mrn), anchors (crpn_head: the anchors of one target,
+81 for a 3x3 grid, more while a lost target is searched) and target regions
+(backbone `batch`, with dynamic `height` and `width` for full-frame features).
+
+A folder of graphs is keyed by the *network digest*: a hash of the weights
+(the state dict as loaded) and of the network code (vos_ros/model), so new
+weights or a changed network never reuse stale graphs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..config import EngineConfig
+from ..model.decision import NUM_FEATURES
+from ..model.dtn import DTN
+
+OPSET = 17  # the newest opset that TensorRT 8.6 (JetPack 6.0) parses; TensorRT 10 reads it too
+MANIFEST = "manifest.json"
+MODEL_CODE = Path(__file__).resolve().parents[1] / "model"
+MAX_LEADING = 4096  # export-time bounds of the dynamic leading dimensions
+SIDE_RANGE = (32, 4096)  # ... and of image sides (the backbone's total stride is 32)
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    name: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    dynamic: dict[str, dict[int, str]]  # input name -> {axis: dimension name}
+
+
+GRAPHS = {
+    spec.name: spec for spec in (
+        GraphSpec("backbone", ("images",), ("res2", "res3", "res4", "res5"),
+                  {"images": {0: "batch", 2: "height", 3: "width"}}),
+        GraphSpec("decision", ("features",), ("confidence",), {"features": {0: "objects"}}),
+        GraphSpec("crpn_head", ("anchor_features",), ("objectness_logits", "box_deltas"),
+                  {"anchor_features": {0: "anchors"}}),
+        GraphSpec("mrn", ("res2_roi", "res3_roi", "res4_roi", "res5_roi", "prior"), ("mask_logits",),
+                  {name: {0: "objects"} for name in ("res2_roi", "res3_roi", "res4_roi", "res5_roi", "prior")}),
+    )
+}
+
+
+class _BackboneGraph(nn.Module):
+    def __init__(self, model: DTN):
+        super().__init__()
+        self.backbone = model.backbone
+
+    def forward(self, images):
+        return tuple(self.backbone(images))
+
+
+class _MRNGraph(nn.Module):
+    def __init__(self, model: DTN):
+        super().__init__()
+        self.mrn = model.mrn
+
+    def forward(self, res2_roi, res3_roi, res4_roi, res5_roi, prior):
+        return self.mrn([res2_roi, res3_roi, res4_roi, res5_roi], prior)
+
+
+def _modules_and_examples(model: DTN, config: EngineConfig) -> dict[str, tuple[nn.Module, tuple[torch.Tensor, ...]]]:
+    """Each graph's module (tensors in, tensors out) and example inputs (leading dimension 2, so
+    that torch.export does not specialise it to 1)."""
+    channels, roi = model.backbone.channels, config.crpn.roi_size
+    sizes = model.mrn.roi_sizes
+    return {
+        "backbone": (_BackboneGraph(model), (torch.rand(2, 3, 224, 256),)),
+        "decision": (model.decision, (torch.rand(2, NUM_FEATURES),)),
+        "crpn_head": (model.crpn, (torch.rand(2, channels[2], roi, roi),)),
+        "mrn": (_MRNGraph(model), tuple(torch.rand(2, c, s, s) for c, s in zip(channels, sizes))
+                + (torch.rand(2, 1, sizes[0], sizes[0]),)),
+    }
+
+
+def network_digest(model: DTN, config: EngineConfig) -> str:
+    """sha256 of the weights as loaded (names, shapes, values), of the RoI sizes (fixed in the
+    CRPN and MRN graphs, not visible in the weights) and of the network code."""
+    digest = hashlib.sha256(f"crpn.roi_size={config.crpn.roi_size} mrn.roi_size={config.mrn.roi_size}".encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    for path in sorted(MODEL_CODE.glob("*.py")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def default_cache_dir() -> Path:
+    """$VOS_ROS_CACHE, else $XDG_CACHE_HOME/vos_ros, else ~/.cache/vos_ros."""
+    if os.environ.get("VOS_ROS_CACHE"):
+        return Path(os.environ["VOS_ROS_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vos_ros"
+
+
+def _shape(value_info) -> list:
+    return [d.dim_param or d.dim_value for d in value_info.type.tensor_type.shape.dim]
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """Silence the exporter's expected notices: opset 17 is below its own (it converts down, and
+    the result's opset is checked) and the MRN inputs share one `objects` dimension."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="# The axis name")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def export_onnx(model: DTN, config: EngineConfig, out: Path, digest: str | None = None) -> dict:
+    """Write the four graphs and manifest.json into `out`; returns the manifest."""
+    import onnx
+    import onnxslim
+    from torch.export import Dim
+
+    model = model.float().cpu().eval()
+    digest = digest or network_digest(model, config)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = {"network_digest": digest, "config": config.name, "torch": torch.__version__,
+                "simplifier": f"onnxslim {onnxslim.__version__}", "graphs": {}}
+    for name, (module, example) in _modules_and_examples(model, config).items():
+        spec = GRAPHS[name]
+        dims: dict[str, Dim] = {}
+        for axes in spec.dynamic.values():
+            for axis_name in axes.values():
+                low, high = SIDE_RANGE if axis_name in ("height", "width") else (1, MAX_LEADING)
+                dims.setdefault(axis_name, Dim(axis_name, min=low, max=high))
+        dynamic_shapes = {inp: {axis: dims[n] for axis, n in axes.items()} for inp, axes in spec.dynamic.items()}
+        with torch.no_grad(), _quiet_exporter():
+            program = torch.onnx.export(module.eval(), example, input_names=list(spec.inputs),
+                                        output_names=list(spec.outputs), dynamic_shapes=dynamic_shapes,
+                                        opset_version=OPSET, dynamo=True, verbose=False)
+        graph = onnxslim.slim(program.model_proto)
+        onnx.checker.check_model(graph, full_check=True)
+        opset = max(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx"))
+        if opset < OPSET:
+            raise RuntimeError(f"exported {name} graph has opset {opset}, expected >= {OPSET}")
+        path = out / f"{name}.onnx"
+        onnx.save(graph, str(path))
+        manifest["graphs"][name] = {
+            "file": path.name, "sha256": file_sha256(path), "opset": opset,
+            "inputs": {v.name: _shape(v) for v in graph.graph.input},
+            "outputs": {v.name: _shape(v) for v in graph.graph.output},
+            "dynamic_axes": {inp: {str(a): n for a, n in axes.items()} for inp, axes in spec.dynamic.items()},
+        }
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def read_manifest(folder: Path) -> dict | None:
+    """The folder's manifest when every graph it names is present and unchanged, else None."""
+    path = Path(folder) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+        graphs = manifest["graphs"]
+        if set(graphs) != set(GRAPHS):
+            return None
+        for entry in graphs.values():
+            if file_sha256(Path(folder) / entry["file"]) != entry["sha256"]:
+                return None
+    except (OSError, ValueError, KeyError):
+        return None
+    return manifest
+
+
+def ensure_onnx(model: DTN, config: EngineConfig, cache_dir: Path | None = None) -> Path:
+    """The cached graph folder for these weights and this network, exported on first use.
+
+    Folder: CACHE/onnx/<config name>-<network digest[:16]>. An export goes to a temporary
+    folder first and is renamed into place, so a crash or a second process never leaves a
+    half-written folder that looks valid.
+    """
+    digest = network_digest(model, config)
+    folder = Path(cache_dir or default_cache_dir()) / "onnx" / f"{config.name}-{digest[:16]}"
+    manifest = read_manifest(folder)
+    if manifest is not None and manifest["network_digest"] == digest:
+        return folder
+    staging = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    print(f"exporting ONNX graphs to {folder} (once for these weights)", flush=True)
+    export_onnx(model, config, staging, digest)
+    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        staging.rename(folder)
+    except OSError:  # another process put its (identical) export in place first
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder

@@ -1,0 +1,68 @@
+"""The ONNX Runtime backend: one InferenceSession per exported graph.
+
+CPU execution provider for device cpu; CUDA execution provider for device cuda
+(the onnxruntime-gpu package). Tensors cross as numpy arrays: the engine's
+geometry between the networks runs on the CPU either way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .base import Backend, BackendUnavailable
+from .onnx_export import GRAPHS, read_manifest
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+    precision = "fp32"
+
+    def __init__(self, folder: Path, device: str | torch.device = "cpu", threads: int = 0):
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise BackendUnavailable(f"backend onnxruntime needs the onnxruntime package ({exc})") from exc
+        manifest = read_manifest(folder)
+        if manifest is None:
+            raise BackendUnavailable(f"no complete ONNX export in {folder} (vos-ros export writes one)")
+        wanted = torch.device(device)
+        provider = "CUDAExecutionProvider" if wanted.type == "cuda" else "CPUExecutionProvider"
+        if provider not in ort.get_available_providers():
+            raise BackendUnavailable(f"backend onnxruntime on {wanted} needs {provider}, which this onnxruntime lacks "
+                                     f"(available: {ort.get_available_providers()}; CUDA needs onnxruntime-gpu)")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads  # 0 = ONNX Runtime's default (one per physical core)
+        providers = [provider] if provider == "CPUExecutionProvider" else [provider, "CPUExecutionProvider"]
+        self._sessions = {name: ort.InferenceSession(str(Path(folder) / entry["file"]), options, providers=providers)
+                          for name, entry in manifest["graphs"].items()}
+        self.device = torch.device("cpu")  # inputs and outputs are host arrays
+        self.provider = provider
+        self.folder = Path(folder)
+        mrn_inputs = manifest["graphs"]["mrn"]["inputs"]
+        self.mrn_roi_sizes = tuple(int(mrn_inputs[name][-1]) for name in GRAPHS["mrn"].inputs[:4])
+
+    @property
+    def label(self) -> str:
+        return f"onnxruntime fp32 ({self.provider})"
+
+    def _run(self, graph: str, *inputs: torch.Tensor) -> list[torch.Tensor]:
+        feed = {name: np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float32)
+                for name, t in zip(GRAPHS[graph].inputs, inputs)}
+        return [torch.from_numpy(out) for out in self._sessions[graph].run(list(GRAPHS[graph].outputs), feed)]
+
+    def backbone(self, images: torch.Tensor) -> list[torch.Tensor]:
+        return self._run("backbone", images)
+
+    def decision(self, features: torch.Tensor) -> torch.Tensor:
+        return self._run("decision", features)[0]
+
+    def crpn_head(self, anchor_features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, deltas = self._run("crpn_head", anchor_features)
+        return logits, deltas
+
+    def mrn(self, roi_features: list[torch.Tensor], prior: torch.Tensor) -> torch.Tensor:
+        return self._run("mrn", *roi_features, prior)[0]

@@ -1,0 +1,317 @@
+"""The TensorRT backend: engines built from the exported ONNX graphs, cached on disk.
+
+Written against the TensorRT Python API of 8.6 and 10.x (JetPack 6, desktop
+wheels): Builder / OnnxParser / builder config with a workspace pool limit, one
+optimisation profile per engine (min/opt/max of the object or anchor count and,
+for full-frame features, the image size), FP16 and INT8 builder flags, INT8 via
+an IInt8EntropyCalibrator2 fed with the networks' real inputs (recorded while
+the torch networks track real frames: `calibration.py`), build_serialized_network,
+Runtime.deserialize_cuda_engine, and execution with set_input_shape /
+set_tensor_address / execute_async_v3 on torch CUDA tensors and torch's stream.
+Not run on real hardware in this repository (no GPU there): the pure-Python
+parts (profiles, cache key, cache reuse, calibration batches) are unit-tested.
+
+Engine cache: CACHE/tensorrt/<graph>-<key[:16]>.engine with a .json beside it
+holding the key's fields: ONNX file sha256, TensorRT version, GPU name and
+compute capability, precision, optimisation profile. A cached engine whose
+fields match and which deserialises is reused without rebuilding; anything else
+is rebuilt and replaced (written to a temporary file, then renamed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, TypeVar
+
+import torch
+
+from ..config import EngineConfig
+from .base import PRECISIONS, Backend, BackendUnavailable
+from .onnx_export import GRAPHS, default_cache_dir, read_manifest
+
+MIN_VERSION = (8, 6)  # name-based tensors (set_input_shape / execute_async_v3) and opset 17
+WORKSPACE_BYTES = 1 << 30  # builder scratch memory; Jetson boards share it with the CPU
+OPT_OBJECTS = 1  # most robot tasks track one object: tactics are tuned for it
+# Full-frame (height, width) range: min, opt (854x480 padded to the stride, 32), max (1080p padded).
+FULL_FRAME_SIDES = ((64, 64), (480, 864), (1088, 1920))
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ShapeRange:
+    min: tuple[int, ...]
+    opt: tuple[int, ...]
+    max: tuple[int, ...]
+
+
+def max_anchors(config: EngineConfig) -> int:
+    """Most anchors the engine sends through the CRPN head for one target.
+
+    A lost target's grid widens but its cells are thinned to a step of grid // (3 * crpn.grid)
+    (Tracker._reidentify), which keeps at most 6 * crpn.grid - 1 cells per side.
+    """
+    cells = 6 * config.crpn.grid - 1
+    return cells * cells * len(config.crpn.multipliers) ** 2
+
+
+def optimisation_profiles(config: EngineConfig, manifest: dict) -> dict[str, dict[str, ShapeRange]]:
+    """graph -> input -> min/opt/max shapes; static dimensions come from the exported graph."""
+    k = config.tracking.max_objects
+    per_target = config.crpn.grid ** 2 * len(config.crpn.multipliers) ** 2
+    if config.features.mode == "target_region":  # one square region per target
+        side = config.features.region_size
+        regions, height, width = (1, 1, k), (side,) * 3, (side,) * 3
+    else:  # one padded frame
+        regions = (1, 1, 1)
+        height, width = (tuple(s[i] for s in FULL_FRAME_SIDES) for i in (0, 1))
+    ranges = {"objects": (1, min(OPT_OBJECTS, k), k), "anchors": (1, per_target, max_anchors(config)),
+              "batch": regions, "height": height, "width": width}
+    profiles: dict[str, dict[str, ShapeRange]] = {}
+    for graph, entry in manifest["graphs"].items():
+        profiles[graph] = {}
+        for name, shape in entry["inputs"].items():
+            axes = entry["dynamic_axes"].get(name, {})
+            bounds = [ranges[axes[str(i)]] if str(i) in axes else (int(d),) * 3 for i, d in enumerate(shape)]
+            profiles[graph][name] = ShapeRange(*(tuple(b[j] for b in bounds) for j in range(3)))
+    return profiles
+
+
+def engine_fields(onnx_sha256: str, trt_version: str, gpu_name: str, compute_capability: str, precision: str,
+                  profile: dict[str, ShapeRange]) -> dict:
+    """Everything an engine depends on: a change in any of them needs a new engine."""
+    return {"onnx_sha256": onnx_sha256, "tensorrt": trt_version, "gpu": gpu_name,
+            "compute_capability": compute_capability, "precision": precision,
+            "profile": {name: [list(r.min), list(r.opt), list(r.max)] for name, r in sorted(profile.items())}}
+
+
+def engine_key(fields: dict) -> str:
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
+class EngineCache:
+    """Serialised engines on disk, each with the key fields it was built for."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+
+    def path(self, graph: str, fields: dict) -> Path:
+        return self.folder / f"{graph}-{engine_key(fields)[:16]}.engine"
+
+    def load_or_build(self, graph: str, fields: dict, build: Callable[[], bytes],
+                      deserialize: Callable[[bytes], T | None], rebuild: bool = False) -> tuple[T, bool]:
+        """(engine, built): the cached engine when valid, else a new one (cached for next time)."""
+        path = self.path(graph, fields)
+        sidecar = path.with_suffix(".json")
+        if not rebuild and path.exists() and sidecar.exists():
+            try:
+                cached_fields = json.loads(sidecar.read_text())
+            except ValueError:
+                cached_fields = None
+            if cached_fields == fields:
+                engine = deserialize(path.read_bytes())
+                if engine is not None:
+                    return engine, False
+        data = build()
+        engine = deserialize(data)
+        if engine is None:
+            raise RuntimeError(f"TensorRT could not deserialise the {graph} engine it just built")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for target, content in ((path, data), (sidecar, (json.dumps(fields, indent=2) + "\n").encode())):
+            partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
+            partial.write_bytes(content)
+            partial.replace(target)
+        return engine, True
+
+
+def require_tensorrt(device: str | torch.device):
+    """The tensorrt module, or BackendUnavailable naming what is missing."""
+    try:
+        import tensorrt as trt
+    except ImportError as exc:
+        raise BackendUnavailable(
+            f"backend tensorrt needs the TensorRT Python package (import tensorrt: {exc}). Jetson: it comes with "
+            "JetPack (apt install python3-libnvinfer; a venv needs --system-site-packages); desktop: "
+            "pip install tensorrt") from exc
+    version = tuple(int(p) for p in trt.__version__.split(".")[:2])
+    if version < MIN_VERSION:
+        raise BackendUnavailable(f"backend tensorrt needs TensorRT >= {'.'.join(map(str, MIN_VERSION))}, "
+                                 f"found {trt.__version__}")
+    if torch.device(device).type != "cuda" or not torch.cuda.is_available():
+        raise BackendUnavailable(f"backend tensorrt needs a CUDA GPU (device {device}, "
+                                 f"torch.cuda.is_available() = {torch.cuda.is_available()})")
+    return trt
+
+
+def gpu_identity(device: torch.device) -> tuple[str, str]:
+    props = torch.cuda.get_device_properties(device)
+    return props.name, f"{props.major}.{props.minor}"
+
+
+def _build_serialized(trt, logger, onnx_path: Path, profile: dict[str, ShapeRange], precision: str,
+                      calibrator=None) -> bytes:
+    builder = trt.Builder(logger)
+    # TensorRT 10 networks are always explicit-batch (the flag is deprecated); 8.6 needs it set.
+    flags = 0 if int(trt.__version__.split(".")[0]) >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(onnx_path.read_bytes()):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise RuntimeError(f"TensorRT could not parse {onnx_path}: {errors}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
+    shapes = builder.create_optimization_profile()
+    for name, r in profile.items():
+        shapes.set_shape(name, r.min, r.opt, r.max)
+    config.add_optimization_profile(shapes)
+    if precision in ("fp16", "int8"):  # int8: layers without int8 kernels run fp16, not fp32
+        config.set_flag(trt.BuilderFlag.FP16)
+    if precision == "int8":
+        config.set_flag(trt.BuilderFlag.INT8)
+        config.int8_calibrator = calibrator
+        config.set_calibration_profile(shapes)  # calibration runs at the profile's opt shapes
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path} (see its log above)")
+    return bytes(serialized)
+
+
+def _entropy_calibrator(trt, feeder, cache_file: Path):
+    """An IInt8EntropyCalibrator2 over `feeder` (calibration.BatchFeeder), caching its table in `cache_file`."""
+
+    class FrameCalibrator(trt.IInt8EntropyCalibrator2):
+        def __init__(self):
+            trt.IInt8EntropyCalibrator2.__init__(self)  # required by TensorRT's Python bindings
+
+        def get_batch_size(self):
+            return 1  # explicit-batch networks take the batch from the calibration profile's opt shape
+
+        def get_batch(self, names):
+            return feeder.next_pointers(names)
+
+        def read_calibration_cache(self):
+            return cache_file.read_bytes() if cache_file.exists() else None
+
+        def write_calibration_cache(self, cache):
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            cache_file.write_bytes(bytes(cache))
+
+    return FrameCalibrator()
+
+
+class _EngineRunner:
+    """One engine + execution context; float32 torch CUDA tensors in and out, on torch's current stream."""
+
+    def __init__(self, trt, engine, graph: str, device: torch.device):
+        self.engine = engine  # the context needs its engine alive
+        self.context = engine.create_execution_context()
+        self.inputs, self.outputs = GRAPHS[graph].inputs, GRAPHS[graph].outputs
+        self.device = device
+        for name in self.inputs + self.outputs:
+            if engine.get_tensor_dtype(name) != trt.float32:
+                raise RuntimeError(f"{graph} engine tensor {name} is {engine.get_tensor_dtype(name)}, expected float32")
+
+    def __call__(self, *tensors: torch.Tensor) -> list[torch.Tensor]:
+        # The contiguous copies stay referenced until the call is enqueued; torch's caching
+        # allocator reuses their memory only in stream order, after the engine has read them.
+        inputs = [t.to(self.device, torch.float32).contiguous() for t in tensors]
+        for name, tensor in zip(self.inputs, inputs):
+            if not self.context.set_input_shape(name, tuple(tensor.shape)):
+                raise RuntimeError(f"input {name} shape {tuple(tensor.shape)} is outside the engine's profile")
+            self.context.set_tensor_address(name, tensor.data_ptr())
+        outputs = []
+        for name in self.outputs:
+            out = torch.empty(tuple(self.context.get_tensor_shape(name)), dtype=torch.float32, device=self.device)
+            self.context.set_tensor_address(name, out.data_ptr())
+            outputs.append(out)
+        if not self.context.execute_async_v3(torch.cuda.current_stream(self.device).cuda_stream):
+            raise RuntimeError("TensorRT execute_async_v3 failed")
+        return outputs
+
+
+class TensorRTBackend(Backend):
+    name = "tensorrt"
+
+    def __init__(self, onnx_folder: Path, config: EngineConfig, device: str | torch.device = "cuda",
+                 precision: str = "fp16", cache_dir: Path | None = None,
+                 calibration_inputs: Callable[[], dict[str, list]] | None = None, rebuild: bool = False):
+        """Engines for the four graphs (from the cache, or built now). `calibration_inputs` returns
+        recorded network inputs per graph (calibration.record_network_inputs); int8 needs it
+        whenever an engine is not cached yet."""
+        from .calibration import BatchFeeder, calibration_batches
+
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, not {precision}")
+        trt = require_tensorrt(device)
+        self.device, self.precision = torch.device(device), precision
+        if self.device.index is None:
+            self.device = torch.device("cuda", torch.cuda.current_device())
+        manifest = read_manifest(onnx_folder)
+        if manifest is None:
+            raise BackendUnavailable(f"no complete ONNX export in {onnx_folder} (vos-ros export writes one)")
+        self.gpu_name, capability = gpu_identity(self.device)
+        profiles = optimisation_profiles(config, manifest)
+        cache = EngineCache(Path(cache_dir or default_cache_dir()) / "tensorrt")
+        logger = trt.Logger(trt.Logger.WARNING)
+        runtime = self._runtime = trt.Runtime(logger)  # outlives the engines it deserialises
+        recorded: dict[str, list] = {}
+        self.built: list[str] = []  # graphs built now (the others came from the cache)
+        self._runners: dict[str, _EngineRunner] = {}
+        for graph, entry in manifest["graphs"].items():
+            fields = engine_fields(entry["sha256"], trt.__version__, self.gpu_name, capability, precision,
+                                   profiles[graph])
+
+            def build(graph=graph, entry=entry, fields=fields) -> bytes:
+                calibrator = None
+                if precision == "int8":
+                    if calibration_inputs is None:
+                        raise BackendUnavailable(
+                            f"no cached int8 engine for {graph}: build it with vos-ros build-engine --precision int8 "
+                            "--calibration FRAMES (int8 needs real frames to calibrate)")
+                    if not recorded:
+                        recorded.update(calibration_inputs())
+                    opt = [profiles[graph][name].opt for name in GRAPHS[graph].inputs]
+                    feeder = BatchFeeder(calibration_batches(recorded[graph], opt), GRAPHS[graph].inputs, self.device)
+                    calibrator = _entropy_calibrator(trt, feeder, cache.path(graph, fields).with_suffix(".calib"))
+                print(f"building the TensorRT {precision} engine for {graph} (once per GPU and TensorRT version)",
+                      flush=True)
+                return _build_serialized(trt, logger, Path(onnx_folder) / entry["file"], profiles[graph], precision,
+                                         calibrator)
+
+            if rebuild:
+                cache.path(graph, fields).with_suffix(".calib").unlink(missing_ok=True)
+            engine, built = cache.load_or_build(graph, fields, build, runtime.deserialize_cuda_engine, rebuild)
+            if built:
+                self.built.append(graph)
+            self._runners[graph] = _EngineRunner(trt, engine, graph, self.device)
+        mrn_inputs = manifest["graphs"]["mrn"]["inputs"]
+        self.mrn_roi_sizes = tuple(int(mrn_inputs[name][-1]) for name in GRAPHS["mrn"].inputs[:4])
+        self._warm_up(profiles)
+
+    @property
+    def label(self) -> str:
+        return f"tensorrt {self.precision} ({self.gpu_name})"
+
+    def _warm_up(self, profiles: dict[str, dict[str, ShapeRange]]) -> None:
+        """One run per engine at its opt shapes: the first frame then does not pay for lazy
+        CUDA module loading and memory allocation."""
+        for graph, runner in self._runners.items():
+            runner(*(torch.zeros(profiles[graph][name].opt, device=self.device) for name in runner.inputs))
+        torch.cuda.synchronize(self.device)
+
+    def backbone(self, images: torch.Tensor) -> list[torch.Tensor]:
+        return self._runners["backbone"](images)
+
+    def decision(self, features: torch.Tensor) -> torch.Tensor:
+        return self._runners["decision"](features)[0]
+
+    def crpn_head(self, anchor_features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, deltas = self._runners["crpn_head"](anchor_features)
+        return logits, deltas
+
+    def mrn(self, roi_features: list[torch.Tensor], prior: torch.Tensor) -> torch.Tensor:
+        return self._runners["mrn"](*roi_features, prior)[0]
