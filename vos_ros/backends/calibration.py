@@ -69,7 +69,8 @@ def record_network_inputs(model: DTN, config: EngineConfig, clips: Iterable[Clip
         segment_video(tracker, frames, first_labels)
     empty = [graph for graph, samples in recorder.samples.items() if not samples]
     if empty:
-        raise ValueError(f"the calibration frames gave no input to {empty}: give frames with a visible first-frame target")
+        raise ValueError(f"the calibration frames gave no input to {empty}: "
+                         "give frames with a visible first-frame target")
     return recorder.samples
 
 
@@ -109,7 +110,6 @@ class BatchFeeder:
         self._names = tuple(input_names)
         self._device = torch.device(device)
         self._current: dict[str, torch.Tensor] = {}
-        self.fed = 0
 
     def next_pointers(self, names: Sequence[str]) -> list[int] | None:
         batch = next(self._batches, None)
@@ -119,5 +119,4 @@ class BatchFeeder:
         self._current = {n: t.to(self._device, torch.float32).contiguous() for n, t in zip(self._names, batch)}
         if self._device.type == "cuda":
             torch.cuda.synchronize(self._device)  # TensorRT reads them on its own stream
-        self.fed += 1
         return [self._current[n].data_ptr() for n in names]

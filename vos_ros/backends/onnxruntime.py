@@ -36,6 +36,9 @@ class OnnxRuntimeBackend(Backend):
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads  # 0 = ONNX Runtime's default (one per physical core)
+        # No spin-waiting after a run: the engine's flow, RoIAlign and geometry run between the
+        # network calls on the same cores, and spinning ONNX Runtime threads would slow them down.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = [provider] if provider == "CPUExecutionProvider" else [provider, "CPUExecutionProvider"]
         self._sessions = {name: ort.InferenceSession(str(Path(folder) / entry["file"]), options, providers=providers)
                           for name, entry in manifest["graphs"].items()}

@@ -36,8 +36,9 @@ from .onnx_export import GRAPHS, default_cache_dir, read_manifest
 MIN_VERSION = (8, 6)  # name-based tensors (set_input_shape / execute_async_v3) and opset 17
 WORKSPACE_BYTES = 1 << 30  # builder scratch memory; Jetson boards share it with the CPU
 OPT_OBJECTS = 1  # most robot tasks track one object: tactics are tuned for it
-# Full-frame (height, width) range: min, opt (854x480 padded to the stride, 32), max (1080p padded).
-FULL_FRAME_SIDES = ((64, 64), (480, 864), (1088, 1920))
+# Full-frame (height, width) range: min (the smallest padded frame), opt (854x480 padded to the
+# stride, 32), max (1080p padded).
+FULL_FRAME_SIDES = ((32, 32), (480, 864), (1088, 1920))
 
 T = TypeVar("T")
 
@@ -156,7 +157,8 @@ def _build_serialized(trt, logger, onnx_path: Path, profile: dict[str, ShapeRang
                       calibrator=None) -> bytes:
     builder = trt.Builder(logger)
     # TensorRT 10 networks are always explicit-batch (the flag is deprecated); 8.6 needs it set.
-    flags = 0 if int(trt.__version__.split(".")[0]) >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    major = int(trt.__version__.split(".")[0])
+    flags = 0 if major >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(onnx_path.read_bytes()):
