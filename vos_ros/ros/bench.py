@@ -117,13 +117,11 @@ def run_pipeline(rate_hz: float, frames: int = 60, source: str = "synthetic", se
         latency = (time.time_ns() - stamp_ns(msg.header)) * 1e-9
         run.arrays[stamp_ns(msg.header)] = (latency, labels_from_array(msg))
 
-    active = []
-    diagnostics_seen = [0]
+    diagnostics_seen = [0]  # reports from the active tracker (it names its device only once configured)
 
     def on_diagnostics(msg: DiagnosticArray):
         for status in msg.status:
             if status.name.startswith("tracker") and status.hardware_id:
-                active.append(status)
                 run.tracker_counts = {kv.key: int(kv.value) for kv in status.values if kv.key.startswith("frames_")}
                 diagnostics_seen[0] += 1
 
@@ -138,9 +136,9 @@ def run_pipeline(rate_hz: float, frames: int = 60, source: str = "synthetic", se
     node.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
     try:
         deadline = time.monotonic() + timeout_s
-        while not active and time.monotonic() < deadline and tracker.poll() is None:
+        while not diagnostics_seen[0] and time.monotonic() < deadline and tracker.poll() is None:
             executor.spin_once(timeout_sec=0.1)
-        if not active:
+        if not diagnostics_seen[0]:
             raise RuntimeError(f"the tracker did not become active:\n{stop(tracker)}")
         player_args = ["--ros-args", "-p", f"source:={source}", "-p", f"rate_hz:={float(rate_hz)}",
                        "-p", f"num_frames:={frames}", "-p", f"synthetic_frames:={frames}",

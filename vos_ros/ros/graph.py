@@ -98,8 +98,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if tracker is not None:
             tracker.stop_worker()
-        if recorder is not None:
-            recorder.close()
         executor.shutdown()
         for node in nodes:
             node.destroy_node()

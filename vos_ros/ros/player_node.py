@@ -13,13 +13,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
+from vos_ros.ros.entry import run_node
 from vos_ros.ros.image_conv import numpy_to_imgmsg
 from vos_ros.ros.qos import IMAGE_QOS_CHOICES, LATCHED_QOS, image_qos
 
@@ -154,15 +153,4 @@ class PlayerNode(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = PlayerNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(PlayerNode, args)

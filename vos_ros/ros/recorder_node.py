@@ -10,12 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import cv2
-import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
+from vos_ros.ros.entry import run_node
 from vos_ros.ros.image_conv import ImageConversionError, imgmsg_to_rgb
 
 PARAMETERS: dict[str, tuple[object, str]] = {
@@ -59,23 +58,13 @@ class RecorderNode(Node):
         self._writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
         self.frames += 1
 
-    def close(self) -> None:
+    def destroy_node(self) -> None:
+        """Finishes the video file too, however the node is shut down (alone or in a graph)."""
         if self._writer is not None:
             self._writer.release()
             self._writer = None
+        super().destroy_node()
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = RecorderNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.close()
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(RecorderNode, args)
