@@ -72,7 +72,7 @@ def _network_inputs(backend: TorchBackend, clip, k: int) -> dict[str, tuple[torc
     rois = tuple(roi_align(f, boxes, (s, s), 1 / st, 2, True) for f, s, st in zip(levels, (56, 28, 14, 7), STRIDES))
     anchors = roi_align(levels[2], boxes.repeat(81, 1), (7, 7), 1 / 16, 2, True)
     return {"backbone": (images,), "decision": (torch.rand(k, NUM_FEATURES, generator=g),),
-            "crpn_head": (anchors,), "mrn": rois + (torch.rand(k, 1, 56, 56, generator=g),)}
+            "crpn_head": (anchors,), "mrn": rois + (torch.rand(k, 2, 56, 56, generator=g),)}
 
 
 def _outputs(backend, graph: str, inputs) -> list[torch.Tensor]:
@@ -102,7 +102,7 @@ def test_export_is_checked_opset_17_with_dynamic_object_dimension(exported):
         leading = {i.name: i.type.tensor_type.shape.dim[0].dim_param for i in graph.graph.input}
         assert leading == {i: GRAPHS[name].dynamic[i][0] for i in GRAPHS[name].inputs}
         assert len(graph.graph.initializer) > 0  # weights are in the graph; state is not (inputs only)
-    assert manifest["graphs"]["mrn"]["inputs"]["prior"] == ["objects", 1, 56, 56]
+    assert manifest["graphs"]["mrn"]["inputs"]["priors"] == ["objects", 2, 56, 56]
 
 
 @pytest.mark.parametrize("k", [1, 3])

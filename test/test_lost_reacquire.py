@@ -18,8 +18,9 @@ HIDE = (20, 34)
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "the shipped weights (1,000 CPU iterations) under-segment and lose the synthetic sprites within a few "
-    "frames, before they are hidden; training to the accuracy target is issue 3 - remove this mark then"))
+    "the hidden object is now reported LOST (the appearance check), but it is not re-identified when it "
+    "returns: in the whole-frame search (854 px squeezed into 224) it spans ~1 Res4 cell and every CRPN "
+    "candidate's Eq. 2 distance is ~2.0 against the 0.9 acceptance; needs a finer lost-search (issue 2)"))
 def test_hidden_object_is_lost_then_reidentified(cpu_tracker_factory):
     tracker = cpu_tracker_factory()
     clip = make_clip(60, (854, 480), num_objects=2, seed=7, hide=HIDE)

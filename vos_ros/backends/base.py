@@ -48,5 +48,5 @@ class Backend(ABC):
         """(N, C4, r, r) RoIAligned anchors -> objectness logits (N,), box deltas (N, 4)."""
 
     @abstractmethod
-    def mrn(self, roi_features: list[torch.Tensor], prior: torch.Tensor) -> torch.Tensor:
-        """Levels 2..5 (K, C_j, m_j, m_j) and prior (K, 1, M, M) -> mask logits (K, 1, M, M)."""
+    def mrn(self, roi_features: list[torch.Tensor], priors: torch.Tensor) -> torch.Tensor:
+        """Levels 2..5 (K, C_j, m_j, m_j) and priors (K, 2, M, M: warped previous mask, appearance match) -> mask logits (K, 1, M, M)."""

@@ -50,9 +50,9 @@ class RecordingBackend(Backend):
         self._keep("crpn_head", anchor_features)
         return self.inner.crpn_head(anchor_features)
 
-    def mrn(self, roi_features, prior):
-        self._keep("mrn", *roi_features, prior)
-        return self.inner.mrn(roi_features, prior)
+    def mrn(self, roi_features, priors):
+        self._keep("mrn", *roi_features, priors)
+        return self.inner.mrn(roi_features, priors)
 
 
 def record_network_inputs(model: DTN, config: EngineConfig, clips: Iterable[Clip],

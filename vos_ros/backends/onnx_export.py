@@ -4,7 +4,7 @@ One graph per network (backbone, decision, crpn_head, mrn), exported with
 torch's `torch.export`-based exporter at opset 17, simplified with onnxslim and
 checked with onnx's full checker. The graphs are stateless: per-object state
 (previous masks, embeddings, boxes) stays in the engine and enters every call as
-tensors (the MRN prior is the warped previous mask). Leading dimensions are
+tensors (the MRN priors are the warped previous mask and the first-frame appearance match). Leading dimensions are
 dynamic: objects (decision, mrn), anchors (crpn_head: the anchors of one target,
 81 for a 3x3 grid, more while a lost target is searched) and target regions
 (backbone `batch`, with dynamic `height` and `width` for full-frame features).
@@ -32,6 +32,7 @@ from torch import nn
 from ..config import EngineConfig
 from ..model.decision import NUM_FEATURES
 from ..model.dtn import DTN
+from ..model.mrn import PRIORS
 
 OPSET = 17  # the newest opset that TensorRT 8.6 (JetPack 6.0) parses; TensorRT 10 reads it too
 MANIFEST = "manifest.json"
@@ -55,8 +56,8 @@ GRAPHS = {
         GraphSpec("decision", ("features",), ("confidence",), {"features": {0: "objects"}}),
         GraphSpec("crpn_head", ("anchor_features",), ("objectness_logits", "box_deltas"),
                   {"anchor_features": {0: "anchors"}}),
-        GraphSpec("mrn", ("res2_roi", "res3_roi", "res4_roi", "res5_roi", "prior"), ("mask_logits",),
-                  {name: {0: "objects"} for name in ("res2_roi", "res3_roi", "res4_roi", "res5_roi", "prior")}),
+        GraphSpec("mrn", ("res2_roi", "res3_roi", "res4_roi", "res5_roi", "priors"), ("mask_logits",),
+                  {name: {0: "objects"} for name in ("res2_roi", "res3_roi", "res4_roi", "res5_roi", "priors")}),
     )
 }
 
@@ -75,8 +76,8 @@ class _MRNGraph(nn.Module):
         super().__init__()
         self.mrn = model.mrn
 
-    def forward(self, res2_roi, res3_roi, res4_roi, res5_roi, prior):
-        return self.mrn([res2_roi, res3_roi, res4_roi, res5_roi], prior)
+    def forward(self, res2_roi, res3_roi, res4_roi, res5_roi, priors):
+        return self.mrn([res2_roi, res3_roi, res4_roi, res5_roi], priors)
 
 
 def _modules_and_examples(model: DTN, config: EngineConfig) -> dict[str, tuple[nn.Module, tuple[torch.Tensor, ...]]]:
@@ -89,7 +90,7 @@ def _modules_and_examples(model: DTN, config: EngineConfig) -> dict[str, tuple[n
         "decision": (model.decision, (torch.rand(2, NUM_FEATURES),)),
         "crpn_head": (model.crpn, (torch.rand(2, channels[2], roi, roi),)),
         "mrn": (_MRNGraph(model), tuple(torch.rand(2, c, s, s) for c, s in zip(channels, sizes))
-                + (torch.rand(2, 1, sizes[0], sizes[0]),)),
+                + (torch.rand(2, PRIORS, sizes[0], sizes[0]),)),
     }
 
 

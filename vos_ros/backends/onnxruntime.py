@@ -67,5 +67,5 @@ class OnnxRuntimeBackend(Backend):
         logits, deltas = self._run("crpn_head", anchor_features)
         return logits, deltas
 
-    def mrn(self, roi_features: list[torch.Tensor], prior: torch.Tensor) -> torch.Tensor:
-        return self._run("mrn", *roi_features, prior)[0]
+    def mrn(self, roi_features: list[torch.Tensor], priors: torch.Tensor) -> torch.Tensor:
+        return self._run("mrn", *roi_features, priors)[0]

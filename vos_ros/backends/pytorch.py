@@ -37,5 +37,5 @@ class TorchBackend(Backend):
         logits, deltas = self.model.crpn(self._in(anchor_features))
         return logits.float(), deltas.float()
 
-    def mrn(self, roi_features: list[torch.Tensor], prior: torch.Tensor) -> torch.Tensor:
-        return self.model.mrn([self._in(f) for f in roi_features], self._in(prior)).float()
+    def mrn(self, roi_features: list[torch.Tensor], priors: torch.Tensor) -> torch.Tensor:
+        return self.model.mrn([self._in(f) for f in roi_features], self._in(priors)).float()

@@ -315,5 +315,5 @@ class TensorRTBackend(Backend):
         logits, deltas = self._runners["crpn_head"](anchor_features)
         return logits, deltas
 
-    def mrn(self, roi_features: list[torch.Tensor], prior: torch.Tensor) -> torch.Tensor:
-        return self._runners["mrn"](*roi_features, prior)[0]
+    def mrn(self, roi_features: list[torch.Tensor], priors: torch.Tensor) -> torch.Tensor:
+        return self._runners["mrn"](*roi_features, priors)[0]

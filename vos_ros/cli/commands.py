@@ -281,7 +281,8 @@ def train(args) -> int:
     from ..training.trainer import TrainSettings, train as run_training
 
     settings = TrainSettings(data=args.data, out=args.out, iterations=args.iterations, batch_size=args.batch_size,
-                             workers=args.workers, seed=args.seed)
+                             workers=args.workers, seed=args.seed, holdout=args.holdout,
+                             checkpoint_every=args.checkpoint_every, freeze_backbone=not args.train_backbone)
     if "/dev" in str(Path(args.data).resolve()).replace(os.sep, "/"):
         raise ValueError(f"refusing to train on a dev split: {args.data}")
     weights = run_training(load_config(args.config), settings, resume=not args.no_resume)

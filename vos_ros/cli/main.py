@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int, default=8)
     train.add_argument("--workers", type=int, default=1)
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--holdout", default="", metavar="SEQ",
+                       help="training sequence left out and scored at each checkpoint; the best checkpoint is kept")
+    train.add_argument("--checkpoint-every", type=int, default=250)
+    train.add_argument("--train-backbone", action="store_true", help="fine-tune the ImageNet backbone (frozen by default)")
     train.add_argument("--no-resume", action="store_true")
 
     sub.add_parser("bench-ros", add_help=False,

@@ -9,15 +9,18 @@ frame's previous masks (as RGMP passes on its merged result).
 
 Choices where the paper is silent (documented per item):
 - An empty warped mask (BP impossible) sends that target through BR.
-- A target whose mask vanishes (area or confidence too low) is LOST: it keeps
+- A target whose mask vanishes (area or confidence too low), or no longer looks
+  like its first frame (mean appearance match over the mask too low), is LOST: it keeps
   its first-frame and last embeddings, outputs an empty mask, and is searched
   for by BR every frame over a region that grows each lost frame; it is
   re-acquired only when the Eq. 2 distance passes `reacquire_max_distance` and
   the MRN then finds a confident mask (status REIDENTIFIED for that frame).
 - A re-acquired target has no warped prior; the MRN gets a box prior instead
   (ones inside the candidate box).
-- Per-target state is a fixed set of vectors plus one flow-resolution mask:
-  memory does not grow with video length.
+- The MRN's second prior is the first-frame appearance match (model/match.py):
+  each target keeps its first-frame RoI matching features and mask.
+- Per-target state is a fixed set of vectors, one flow-resolution mask and one
+  RoI-sized reference: memory does not grow with video length.
 
 The networks run behind a deployment backend (vos_ros.backends: torch, ONNX
 Runtime, TensorRT); everything between them (geometry, RoIAlign, matching,
@@ -44,6 +47,7 @@ from ..model.decision import flow_features
 from ..model.dtn import load_dtn
 from ..model.flow import build_flow, flow_shape, warp_backward
 from ..model.geometry import Box, Region, box_prior, clip_box, crop_roi, enlarge_box, mask_box, paste_roi
+from ..model.match import appearance_match, match_features
 from .merge import merge_windows
 from .types import EngineInputError, FrameResult, Stream, TargetResult, TargetStatus
 
@@ -57,6 +61,8 @@ class _Target:
     id: int
     first_embedding: torch.Tensor  # f(T_1): Eq. 2's first-frame term
     prev_embedding: torch.Tensor  # f(T_{i-1})
+    reference: torch.Tensor  # first-frame RoI matching features (C, S, S)
+    reference_mask: torch.Tensor  # first-frame mask on the same grid (S, S)
     prev_mask: np.ndarray  # float32 at flow resolution
     box: Box  # last known box, frame pixels
     score: float
@@ -77,6 +83,7 @@ class _Plan:
     view: int = 0
     roi_box: Box | None = None  # target RoI chosen by BP or BR (frame pixels)
     box_prior: bool = False  # use a box prior instead of the warped mask
+    appearance: float = 1.0  # mean first-frame appearance match over the predicted mask
 
 
 class Tracker:
@@ -176,12 +183,17 @@ class Tracker:
         regions = [self._region(boxes[i], width, height, frames_lost=0) for i in ids]
         features, views = self._features(image, regions)
         embeddings = self._embed(features, views, regions, [boxes[i] for i in ids])
+        roi_boxes = [enlarge_box(boxes[i], self.config.mrn.box_margin) for i in ids]
+        references = match_features(self._roi_features(features, views, regions, roi_boxes))
+        size = references.shape[-1]
         fh, fw = flow_shape(width, height, self.config.flow.scale)
         new = {}
         for k, i in enumerate(ids):
             area = float(masks[i].sum())
+            reference_mask = torch.from_numpy(crop_roi(masks[i].astype(np.float32), roi_boxes[k], size))
             new[i] = _Target(
                 id=i, first_embedding=embeddings[k], prev_embedding=embeddings[k],
+                reference=references[k], reference_mask=reference_mask.to(self.device),
                 prev_mask=cv2.resize(masks[i].astype(np.float32), (fw, fh), interpolation=cv2.INTER_AREA),
                 box=boxes[i], score=1.0, ref_area=area,
             )
@@ -360,19 +372,33 @@ class Tracker:
                 plan.roi_box = plan.bp_box
             # else: lost (or empty warp with no candidate) -> nothing to segment this frame
 
+    def _roi_features(self, features: list[torch.Tensor], views: list[int], regions: list[Region],
+                      roi_boxes: list[Box]) -> list[torch.Tensor]:
+        """The MRN's RoIAligned levels 2..5 for frame boxes, (K, C_j, m_j, m_j)."""
+        out = []
+        for feat, stride, size in zip(features, STRIDES, self.backend.mrn_roi_sizes):
+            rows = torch.cat([rois(v, self._tensor_box(r.to_input(b))) for v, r, b in zip(views, regions, roi_boxes)])
+            out.append(roi_align(feat, rows, (size, size), spatial_scale=1.0 / stride, sampling_ratio=2, aligned=True))
+        return out
+
     def _segment(self, plans: list[_Plan], features: list[torch.Tensor], width: int, height: int) -> list[np.ndarray]:
-        """MRN on each target RoI (batched); returns M x M probabilities per plan."""
+        """MRN on each target RoI (batched): M x M probabilities per plan; sets each plan's appearance."""
         if not plans:
             return []
         cfg = self.config.mrn
         roi_boxes = [enlarge_box(p.roi_box, cfg.box_margin) for p in plans]
-        roi_feats = []
-        for feat, stride, size in zip(features, STRIDES, self.backend.mrn_roi_sizes):
-            rows = torch.cat([rois(p.view, self._tensor_box(p.region.to_input(b))) for p, b in zip(plans, roi_boxes)])
-            roi_feats.append(roi_align(feat, rows, (size, size), spatial_scale=1.0 / stride, sampling_ratio=2, aligned=True))
+        roi_feats = self._roi_features(features, [p.view for p in plans], [p.region for p in plans], roi_boxes)
+        match = appearance_match(
+            match_features(roi_feats), torch.stack([p.target.reference for p in plans]),
+            torch.stack([p.target.reference_mask for p in plans]), cfg.match_top_k, cfg.match_temperature,
+            self.backend.mrn_roi_sizes[0])
         priors = torch.cat([self._prior(p, b) for p, b in zip(plans, roi_boxes)]).to(self.device)
-        probs = torch.sigmoid(self.backend.mrn(roi_feats, priors))
-        return list(probs[:, 0].float().cpu().numpy())
+        probs = torch.sigmoid(self.backend.mrn(roi_feats, torch.cat([priors, match.to(priors.dtype)], 1)))[:, 0].float()
+        inside = probs > cfg.mask_threshold
+        appearance = (match[:, 0].float() * inside).sum((1, 2)) / inside.sum((1, 2)).clamp(min=1)
+        for plan, value in zip(plans, appearance.tolist()):
+            plan.appearance = value
+        return list(probs.cpu().numpy())
 
     def _prior(self, plan: _Plan, roi_box: Box) -> torch.Tensor:
         m = self.config.mrn.roi_size
@@ -401,7 +427,7 @@ class Tracker:
             mask = labels == target.id
             area = int(mask.sum())
             score = scores.get(target.id, 0.0)
-            if area < min_area or score < tcfg.lost_score:
+            if area < min_area or score < tcfg.lost_score or plan.appearance < tcfg.lost_appearance:
                 target.status = TargetStatus.LOST
                 target.frames_lost += 1
                 target.prev_mask = np.zeros((fh, fw), np.float32)

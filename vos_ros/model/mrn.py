@@ -17,6 +17,12 @@ zero. An untrained MRN therefore reproduces the warped mask (the DIS
 propagation floor) and training learns the correction; with the paper's plain
 output a short CPU schedule under-segmented and scored below that floor. The
 sigmoid is applied by the caller (logits train with a numerically stable BCE).
+
+Second prior (not in the paper; see `match.py`): the first-frame appearance
+match. It joins each level's features as one more input channel of the 1x1
+projection (RGMP concatenates reference information with the current frame's
+features), and its logit is added to the output with a learnt weight that
+starts at 1 -- so an untrained MRN is already "warped mask + appearance".
 """
 
 from __future__ import annotations
@@ -26,6 +32,11 @@ import torch.nn.functional as F
 from torch import nn
 
 PRIOR_CLAMP = 0.05  # prior logit within +-2.94: strong enough to start from, easy to overrule
+PRIORS = 2  # channels of the MRN's prior input: warped previous mask, first-frame appearance match
+
+
+def _logit(p: torch.Tensor) -> torch.Tensor:
+    return torch.logit(p.clamp(PRIOR_CLAMP, 1 - PRIOR_CLAMP))
 
 
 def _conv2(channels: int, final_relu: bool) -> nn.Sequential:
@@ -38,12 +49,12 @@ def _conv2(channels: int, final_relu: bool) -> nn.Sequential:
 class MaskRefinementModule(nn.Module):
     def __init__(self, in_channels: int, channels: int):
         super().__init__()
-        self.project = nn.Conv2d(in_channels, channels, 1)
+        self.project = nn.Conv2d(in_channels + 1, channels, 1)  # + the appearance match
         self.update = _conv2(channels, final_relu=True)
         self.attend = _conv2(channels, final_relu=False)
 
-    def forward(self, feature: torch.Tensor, deeper: torch.Tensor | None, prior: torch.Tensor) -> torch.Tensor:
-        x = self.project(feature)
+    def forward(self, feature: torch.Tensor, deeper: torch.Tensor | None, prior: torch.Tensor, match: torch.Tensor) -> torch.Tensor:
+        x = self.project(torch.cat([feature, match], 1))
         if deeper is not None:
             x = x + F.interpolate(deeper, size=x.shape[-2:], mode="bilinear", align_corners=False)
         u = self.update(x)
@@ -61,11 +72,13 @@ class MaskRefinementNetwork(nn.Module):
         self.predict = nn.Conv2d(channels, 1, 3, padding=1)
         nn.init.normal_(self.predict.weight, std=1e-3)
         nn.init.zeros_(self.predict.bias)
+        self.match_weight = nn.Parameter(torch.ones(1))
 
-    def forward(self, roi_features: list[torch.Tensor], prior: torch.Tensor) -> torch.Tensor:
-        """roi_features: levels 2..5, (K, C_j, m_j, m_j); prior: (K, 1, M, M) in [0, 1] -> logits (K, 1, M, M)."""
+    def forward(self, roi_features: list[torch.Tensor], priors: torch.Tensor) -> torch.Tensor:
+        """roi_features: levels 2..5, (K, C_j, m_j, m_j); priors: (K, 2, M, M) in [0, 1], the warped
+        previous mask and the appearance match -> logits (K, 1, M, M)."""
         x = None
         for module, feature in zip(self.modules_deep_to_shallow, reversed(roi_features)):
-            level_prior = F.interpolate(prior, size=feature.shape[-2:], mode="area") if feature.shape[-1] != prior.shape[-1] else prior
-            x = module(feature, x, level_prior)
-        return self.predict(x) + torch.logit(prior.clamp(PRIOR_CLAMP, 1 - PRIOR_CLAMP))
+            level = F.interpolate(priors, size=feature.shape[-2:], mode="area") if feature.shape[-1] != self.roi_size else priors
+            x = module(feature, x, level[:, :1], level[:, 1:])
+        return self.predict(x) + _logit(priors[:, :1]) + self.match_weight * _logit(priors[:, 1:])

@@ -6,16 +6,20 @@ current frame, the decision module's features and Eq. 1 label (IoU of the BP
 box with the ground-truth box) are computed, the target region is cropped as
 the engine's `target_region` mode does, conditional anchors are labelled
 against the ground-truth box, and the MRN gets a RoI (the BP box, or a jittered
-ground-truth box as BR would propose) with its prior and target mask.
+ground-truth box as BR would propose) with its prior and target mask, plus a
+reference view of the object (its RoI crop and mask) standing in for the first
+frame that the appearance match (model/match.py) compares against.
 
 Sources of pairs:
 - Stage 1 (`SyntheticPairs`, RGMP §3.2 / DTN §3.4 pre-training on instance
   masks): an object cut from a training frame is pasted onto another training
-  frame's background with two random affine poses, colour change between the
-  two frames, an occluder crossing it, and sometimes moved out of the frame
-  (absent: every anchor is negative, the mask target is empty).
+  frame's background with three random affine poses (reference, previous,
+  current), colour change in the current frame, an occluder crossing it, and
+  sometimes moved out of the frame (absent: every anchor is negative, the mask
+  target is empty).
 - Stage 2 (`VideoPairs`): consecutive or skipped (fast motion) frames of the
-  DAVIS train split.
+  DAVIS train split; the reference is any frame of the same sequence (at run
+  time it is the first frame, 1 to a few hundred frames away).
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ class Pair:
     prev_mask: np.ndarray  # bool
     image: np.ndarray
     mask: np.ndarray  # bool, may be empty (object absent)
+    ref_image: np.ndarray  # the object seen elsewhere in the video (the first frame's role)
+    ref_mask: np.ndarray  # bool
 
 
 def _affine(rng: np.random.Generator, cx: float, cy: float, width: int, height: int, strength: float) -> np.ndarray:
@@ -64,10 +70,12 @@ def _colour_jitter(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
 class VideoPairs:
     """Frame pairs from DAVIS-layout training sequences (never a dev split)."""
 
-    def __init__(self, root: str | Path, max_gap: int = 3):
+    def __init__(self, root: str | Path, max_gap: int = 3, exclude: tuple[str, ...] = ()):
         self.root = Path(root)
         self.sequences = []
         for seq in davis.list_sequences(self.root):
+            if seq in exclude:
+                continue
             paths = davis.frame_paths(self.root, seq)
             gt = [davis.annotation_path(self.root, seq, i) for i in range(len(paths))]
             if all(p.exists() for p in gt):
@@ -95,7 +103,9 @@ class VideoPairs:
             a, b = i, i - gap
         else:
             a, b = i - gap, i
-        return Pair(self._read(paths[a], False), self._read(gt[a], True), self._read(paths[b], False), self._read(gt[b], True))
+        r = int(rng.integers(len(paths)))
+        return Pair(self._read(paths[a], False), self._read(gt[a], True), self._read(paths[b], False), self._read(gt[b], True),
+                    self._read(paths[r], False), self._read(gt[r], True))
 
 
 class SyntheticPairs:
@@ -115,16 +125,19 @@ class SyntheticPairs:
             return self.source.sample(rng)
         cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
         first = _affine(rng, cx, cy, width, height, 0.6)
-        second = first.copy()
-        motion = _affine(rng, width / 2, height / 2, width, height, 0.25)
-        second = np.vstack([motion, [0, 0, 1]]) @ np.vstack([first, [0, 0, 1]])
-        second = second[:2]
+
+        def moved(matrix: np.ndarray, strength: float) -> np.ndarray:
+            motion = _affine(rng, width / 2, height / 2, width, height, strength)
+            return (np.vstack([motion, [0, 0, 1]]) @ np.vstack([matrix, [0, 0, 1]]))[:2]
+
+        second = moved(first, 0.25)
         if rng.random() < 0.15:  # leaves the frame
             second[:, 2] += np.array([width, 0]) * rng.choice([-1, 1]) * 1.2
+        reference = moved(first, 0.4)
         cam = _affine(rng, width / 2, height / 2, width, height, 0.08)
         frames, masks = [], []
-        for k, matrix in enumerate((first, second)):
-            bg = background if k == 0 else cv2.warpAffine(background, cam, (width, height), borderMode=cv2.BORDER_REFLECT)
+        for k, matrix in enumerate((first, second, reference)):
+            bg = cv2.warpAffine(background, cam, (width, height), borderMode=cv2.BORDER_REFLECT) if k == 1 else background
             obj = cv2.warpAffine(image, matrix, (width, height))
             m = cv2.warpAffine(mask, matrix, (width, height), flags=cv2.INTER_NEAREST) > 0
             if k == 1:
@@ -150,7 +163,9 @@ class SyntheticPairs:
                 om = cv2.warpAffine(occ_mask, m2, (width, height), flags=cv2.INTER_NEAREST) > 0
                 frames[1][om] = occ[om]
                 masks[1] = masks[1] & ~om
-        return Pair(frames[0], masks[0], frames[1], masks[1])
+        if not masks[2].any():  # the reference pose left the frame: use the previous one
+            frames[2], masks[2] = frames[0], masks[0]
+        return Pair(frames[0], masks[0], frames[1], masks[1], frames[2], masks[2])
 
 
 def perturb_mask(rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
@@ -247,7 +262,19 @@ class ExampleBuilder:
         else:
             prior = crop_roi(warped, roi, m, scale)
         target = crop_roi(pair.mask.astype(np.float32), roi, m)
+
+        # Reference view: cropped and RoI'd as the engine does for a target's first frame.
+        ref_box = mask_box(pair.ref_mask)
+        if ref_box is None:
+            return None
+        ref_region = Region.around(ref_box, cfg.features.region_scale, cfg.features.region_min_side,
+                                   float(max(width, height)), cfg.features.region_size)
+        ref_roi = enlarge_box(ref_box, cfg.mrn.box_margin)
         return {
+            "ref_image": torch.from_numpy(ref_region.crop(pair.ref_image, pair.ref_image.reshape(-1, 3).mean(axis=0)))
+            .permute(2, 0, 1).contiguous(),
+            "ref_roi": torch.tensor(ref_region.to_input(ref_roi), dtype=torch.float32),
+            "ref_mask": torch.from_numpy(crop_roi(pair.ref_mask.astype(np.float32), ref_roi, m // 2)),
             "image": torch.from_numpy(crop).permute(2, 0, 1).contiguous(),
             "roi": torch.tensor(region.to_input(roi), dtype=torch.float32),
             "prior": torch.from_numpy(prior)[None],
