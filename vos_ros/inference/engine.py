@@ -37,7 +37,6 @@ from typing import Iterable, Sequence
 import cv2
 import numpy as np
 import torch
-from torchvision.ops import roi_align
 
 from ..backends import Backend, BackendUnavailable, create_backend
 from ..config import EngineConfig, load_config
@@ -48,6 +47,7 @@ from ..model.dtn import load_dtn
 from ..model.flow import build_flow, flow_shape, warp_backward
 from ..model.geometry import Box, Region, box_prior, clip_box, crop_roi, enlarge_box, mask_box, paste_roi
 from ..model.match import appearance_match, match_features
+from ..model.mrn import roi_levels
 from .merge import merge_windows
 from .types import EngineInputError, FrameResult, Stream, TargetResult, TargetStatus
 
@@ -375,11 +375,8 @@ class Tracker:
     def _roi_features(self, features: list[torch.Tensor], views: list[int], regions: list[Region],
                       roi_boxes: list[Box]) -> list[torch.Tensor]:
         """The MRN's RoIAligned levels 2..5 for frame boxes, (K, C_j, m_j, m_j)."""
-        out = []
-        for feat, stride, size in zip(features, STRIDES, self.backend.mrn_roi_sizes):
-            rows = torch.cat([rois(v, self._tensor_box(r.to_input(b))) for v, r, b in zip(views, regions, roi_boxes)])
-            out.append(roi_align(feat, rows, (size, size), spatial_scale=1.0 / stride, sampling_ratio=2, aligned=True))
-        return out
+        rows = torch.cat([rois(v, self._tensor_box(r.to_input(b))) for v, r, b in zip(views, regions, roi_boxes)])
+        return roi_levels(features, rows, self.backend.mrn_roi_sizes)
 
     def _segment(self, plans: list[_Plan], features: list[torch.Tensor], width: int, height: int) -> list[np.ndarray]:
         """MRN on each target RoI (batched): M x M probabilities per plan; sets each plan's appearance."""

@@ -30,9 +30,18 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.ops import roi_align
+
+from .backbone import STRIDES
 
 PRIOR_CLAMP = 0.05  # prior logit within +-2.94: strong enough to start from, easy to overrule
 PRIORS = 2  # channels of the MRN's prior input: warped previous mask, first-frame appearance match
+
+
+def roi_levels(features: list[torch.Tensor], rows: torch.Tensor, roi_sizes: tuple[int, ...]) -> list[torch.Tensor]:
+    """The MRN's input: levels 2..5 RoIAligned (rows: batch index + box in input pixels) to m_j x m_j."""
+    return [roi_align(f, rows, (s, s), spatial_scale=1.0 / stride, sampling_ratio=2, aligned=True)
+            for f, stride, s in zip(features, STRIDES, roi_sizes)]
 
 
 def _logit(p: torch.Tensor) -> torch.Tensor:

@@ -39,6 +39,7 @@ from ..config import EngineConfig
 from ..model.crpn import rois
 from ..model.dtn import DTN, save_weights
 from ..model.match import appearance_match, match_features
+from ..model.mrn import roi_levels
 from .examples import ExampleBuilder, SyntheticPairs, VideoPairs
 
 MATCH_LEVEL = 2
@@ -101,9 +102,7 @@ def soft_iou_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def _roi_features(model: DTN, feats: list[torch.Tensor], boxes: torch.Tensor, offset: int) -> list[torch.Tensor]:
     """One box per image: batch images offset..offset+len(boxes)."""
     index = torch.arange(offset, offset + boxes.shape[0], dtype=torch.float32)[:, None]
-    rows = torch.cat([index, boxes], dim=1)
-    return [roi_align(f, rows, (s, s), spatial_scale=1.0 / stride, sampling_ratio=2, aligned=True)
-            for f, stride, s in zip(feats, model.strides, model.mrn.roi_sizes)]
+    return roi_levels(feats, torch.cat([index, boxes], dim=1), model.mrn.roi_sizes)
 
 
 def losses(model: DTN, batch: dict[str, torch.Tensor], config: EngineConfig) -> dict[str, torch.Tensor]:
