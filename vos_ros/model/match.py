@@ -46,16 +46,17 @@ def appearance_match(
     query, reference: (K, C, S, S) from `match_features`; reference_mask: (K, S, S) in [0, 1].
     A reference with no foreground (or no background) pixel gives 0.5 (no evidence).
     """
-    k, c = query.shape[:2]
     q = query.flatten(2).transpose(1, 2)  # K, Q, C
     r = reference.flatten(2)  # K, C, R
     similarity = torch.bmm(q, r)  # K, Q, R, cosine in [-1, 1]
     m = reference_mask.flatten(1)[:, None, :]  # K, 1, R
+    is_foreground, is_background = m > FOREGROUND, m < BACKGROUND
     n = min(top_k, similarity.shape[-1])
     # Masked-out pixels get -3 (below any cosine) so top-k only picks them when a set is smaller than k.
-    foreground = torch.where(m > FOREGROUND, similarity, similarity.new_tensor(-3.0)).topk(n, dim=-1).values
-    background = torch.where(m < BACKGROUND, similarity, similarity.new_tensor(-3.0)).topk(n, dim=-1).values
-    has_both = ((m > FOREGROUND).any(-1) & (m < BACKGROUND).any(-1)).float()  # K, 1
-    logit = (foreground.mean(-1) - background.mean(-1)).clamp(-2, 2) / temperature * has_both
-    probability = torch.sigmoid(logit).view(k, 1, *query.shape[-2:])
+    outside = similarity.new_tensor(-3.0)
+    foreground = torch.where(is_foreground, similarity, outside).topk(n, dim=-1).values.mean(-1)
+    background = torch.where(is_background, similarity, outside).topk(n, dim=-1).values.mean(-1)
+    has_both = (is_foreground.any(-1) & is_background.any(-1)).float()  # K, 1
+    logit = (foreground - background).clamp(-2, 2) / temperature * has_both
+    probability = torch.sigmoid(logit).view(query.shape[0], 1, *query.shape[-2:])
     return F.interpolate(probability, size=(out_size, out_size), mode="bilinear", align_corners=False)

@@ -35,7 +35,12 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from torchvision.ops import roi_align
 from tqdm import tqdm
 
+from ..backends import create_backend
 from ..config import EngineConfig
+from ..data import davis
+from ..eval.metrics import evaluate_sequence
+from ..inference.engine import Tracker
+from ..inference.video import segment_video
 from ..model.crpn import rois
 from ..model.dtn import DTN, save_weights
 from ..model.match import appearance_match, match_features
@@ -148,12 +153,6 @@ def _freeze_batchnorm(model: torch.nn.Module) -> None:
 
 def holdout_score(model: DTN, config: EngineConfig, data: str, sequence: str) -> float:
     """J&F of the engine (torch backend, CPU) on one held-out training sequence."""
-    from ..backends import create_backend
-    from ..data import davis
-    from ..eval.metrics import evaluate_sequence
-    from ..inference.engine import Tracker
-    from ..inference.video import segment_video
-
     network = copy.deepcopy(model).eval()
     tracker = Tracker(config, create_backend("torch", network, config, "cpu", None, None))
     gt = davis.read_ground_truth(data, sequence)
@@ -162,6 +161,8 @@ def holdout_score(model: DTN, config: EngineConfig, data: str, sequence: str) ->
 
 
 def train(config: EngineConfig, settings: TrainSettings, resume: bool = True) -> Path:
+    if settings.holdout and davis.read_ground_truth(settings.data, settings.holdout) is None:
+        raise ValueError(f"holdout sequence '{settings.holdout}' has no frames and annotations under {settings.data}")
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(settings.seed)
