@@ -55,9 +55,6 @@ class CRPNConfig:
     top_n: int = 8  # candidates kept after NMS for Eq. 2 ranking
     nms_iou: float = 0.7
     min_objectness: float = 0.05
-    # Re-acquiring a lost target needs Eq. 2's summed distance of L2-normalised
-    # embeddings (range 0..4) below this.
-    reacquire_max_distance: float = 0.9
 
 
 @dataclass
@@ -72,6 +69,10 @@ class MRNConfig:
     # top-k cosine similarities, foreground minus background, over the temperature.
     match_top_k: int = 5
     match_temperature: float = 0.05
+    # Inference-time trust in the MRN's learnt correction (model/mrn.py): its output is
+    # correction_scale * correction + logit(warped prior) + w * logit(match). Training
+    # always learns the full correction (scale 1); see cpu.yaml for the chosen value.
+    correction_scale: float = 1.0
 
 
 @dataclass
@@ -93,12 +94,25 @@ class TrackingConfig:
     # weights: 0.53-0.86 per frame on the train split, 0.64 minimum on dogs-jump, 0.12-0.41
     # on a synthetic object while it is hidden (it latched onto background otherwise).
     lost_appearance: float = 0.4
+    # A lost target's candidates are ranked by their mean appearance match; it is re-acquired
+    # only when the best one's, and then the mean match over the mask the MRN finds there,
+    # reach this. An occluded target (visible area below occluded_area_ratio) stays tracked
+    # only above it too. Eq. 2's distance cannot decide it:
+    # on the synthetic lost/re-acquire clip the returning object scored 1.5-1.8 (of 0..4)
+    # and background 1.4-2.7, while the match gave 0.82-0.90 against 0.49-0.55 on the
+    # background candidates that a lower bar re-acquired falsely.
+    reacquire_appearance: float = 0.7
     min_area_fraction: float = 0.0002  # mask area / frame area below this -> lost
     occluded_area_ratio: float = 0.35  # area / reference area below this -> occluded
     area_ema: float = 0.8  # reference-area smoothing while tracking
-    # While lost, the search region (target_region) or anchor grid (full_frame)
-    # grows by this factor per lost frame until it covers the whole frame.
+    # While lost, full_frame's anchor grid grows by this factor per lost frame until it
+    # covers the whole feature map.
     lost_search_growth: float = 1.5
+    # While lost, target_region scans the frame with square tiles of this many times the
+    # tracking region's side, one tile per lost target and frame, nearest tile first: the
+    # object keeps a usable size in the 224-pixel input (the whole frame squeezed into it
+    # left a returning object about one Res4 cell, and no candidate matched it).
+    lost_tile_scale: float = 1.0
 
 
 @dataclass
@@ -126,10 +140,14 @@ class EngineConfig:
             (self.mrn.roi_size % 8 == 0, "mrn.roi_size must be a multiple of 8"),
             (self.mrn.match_top_k >= 1, "mrn.match_top_k must be >= 1"),
             (self.mrn.match_temperature > 0, "mrn.match_temperature must be > 0"),
+            (0 <= self.mrn.correction_scale <= 1, "mrn.correction_scale must be in [0, 1]"),
             (self.features.mode in ("full_frame", "target_region"), "features.mode must be full_frame|target_region"),
             (self.features.region_size % 32 == 0, "features.region_size must be a multiple of 32"),
             (self.tracking.max_objects >= 1, "tracking.max_objects must be >= 1"),
             (self.tracking.lost_search_growth >= 1.0, "tracking.lost_search_growth must be >= 1"),
+            (self.tracking.lost_tile_scale >= 1.0, "tracking.lost_tile_scale must be >= 1"),
+            (0 <= self.tracking.lost_appearance <= self.tracking.reacquire_appearance <= 1,
+             "tracking: need 0 <= lost_appearance <= reacquire_appearance <= 1"),
         ]
         for ok, message in checks:
             if not ok:

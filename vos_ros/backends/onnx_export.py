@@ -95,9 +95,10 @@ def _modules_and_examples(model: DTN, config: EngineConfig) -> dict[str, tuple[n
 
 
 def network_digest(model: DTN, config: EngineConfig) -> str:
-    """sha256 of the weights as loaded (names, shapes, values), of the RoI sizes (fixed in the
-    CRPN and MRN graphs, not visible in the weights) and of the network code."""
-    digest = hashlib.sha256(f"crpn.roi_size={config.crpn.roi_size} mrn.roi_size={config.mrn.roi_size}".encode())
+    """sha256 of the weights as loaded (names, shapes, values), of the RoI sizes and the MRN's
+    correction scale (fixed in the CRPN and MRN graphs, not visible in the weights) and of the network code."""
+    digest = hashlib.sha256(f"crpn.roi_size={config.crpn.roi_size} mrn.roi_size={config.mrn.roi_size} "
+                             f"mrn.correction_scale={config.mrn.correction_scale}".encode())
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())

@@ -12,9 +12,14 @@ Choices where the paper is silent (documented per item):
 - A target whose mask vanishes (area or confidence too low), or no longer looks
   like its first frame (mean appearance match over the mask too low), is LOST: it keeps
   its first-frame and last embeddings, outputs an empty mask, and is searched
-  for by BR every frame over a region that grows each lost frame; it is
-  re-acquired only when the Eq. 2 distance passes `reacquire_max_distance` and
-  the MRN then finds a confident mask (status REIDENTIFIED for that frame).
+  for by BR every frame: `full_frame` widens the anchor grid each lost frame;
+  `target_region` scans the frame with tiles at the target's own scale, one tile
+  per frame, nearest first, anchors over the whole tile; both at the size the
+  target had when last seen whole. Its candidates are ranked by their mean
+  first-frame appearance match (its Eq. 2 embeddings are stale by then); it is
+  re-acquired only when the best candidate's match, and then the match over the
+  mask the MRN finds there, reach `reacquire_appearance` (status REIDENTIFIED
+  for that frame).
 - A re-acquired target has no warped prior; the MRN gets a box prior instead
   (ones inside the candidate box).
 - The MRN's second prior is the first-frame appearance match (model/match.py):
@@ -45,7 +50,8 @@ from ..model.crpn import conditional_anchors, embed, match_distance, propose, ro
 from ..model.decision import flow_features
 from ..model.dtn import load_dtn
 from ..model.flow import build_flow, flow_shape, warp_backward
-from ..model.geometry import Box, Region, box_prior, clip_box, crop_roi, enlarge_box, mask_box, paste_roi
+from ..model.geometry import (Box, Region, box_center, box_prior, box_size, clip_box, crop_roi, enlarge_box, mask_box,
+                              paste_roi)
 from ..model.match import appearance_match, match_features
 from ..model.mrn import roi_levels
 from .merge import merge_windows
@@ -54,6 +60,7 @@ from .types import EngineInputError, FrameResult, Stream, TargetResult, TargetSt
 MATCH_LEVEL = 2  # index of Res4 in the backbone levels (CRPN and Eq. 2 features)
 MAX_LABEL = 65535  # ids must fit the uint16 label map
 MAX_GROWTH_STEPS = 16  # lost-search growth stops here (1.5^16 is far past any frame)
+LOST_CANDIDATES_FACTOR = 2  # a lost target ranks 2 x crpn.top_n candidates by appearance
 
 
 @dataclass
@@ -65,6 +72,7 @@ class _Target:
     reference_mask: torch.Tensor  # first-frame mask on the same grid (S, S)
     prev_mask: np.ndarray  # float32 at flow resolution
     box: Box  # last known box, frame pixels
+    tracked_size: tuple[float, float]  # (w, h) of the last box seen whole (TRACKING): a lost search's scale
     score: float
     ref_area: float
     status: TargetStatus = TargetStatus.TRACKING
@@ -180,7 +188,7 @@ class Tracker:
 
         masks = {i: labels == i for i in ids}
         boxes = {i: mask_box(m) for i, m in masks.items()}
-        regions = [self._region(boxes[i], width, height, frames_lost=0) for i in ids]
+        regions = [self._region(boxes[i], width, height) for i in ids]
         features, views = self._features(image, regions)
         embeddings = self._embed(features, views, regions, [boxes[i] for i in ids])
         roi_boxes = [enlarge_box(boxes[i], self.config.mrn.box_margin) for i in ids]
@@ -195,7 +203,7 @@ class Tracker:
                 id=i, first_embedding=embeddings[k], prev_embedding=embeddings[k],
                 reference=references[k], reference_mask=reference_mask.to(self.device),
                 prev_mask=cv2.resize(masks[i].astype(np.float32), (fw, fh), interpolation=cv2.INTER_AREA),
-                box=boxes[i], score=1.0, ref_area=area,
+                box=boxes[i], tracked_size=box_size(boxes[i]), score=1.0, ref_area=area,
             )
         gray = self.flow.prepare(image)
         for frame in later_frames:
@@ -234,16 +242,42 @@ class Tracker:
             )
         return width, height
 
-    def _region(self, box: Box, width: int, height: int, frames_lost: int) -> Region:
+    def _region(self, box: Box, width: int, height: int) -> Region:
         if self.config.features.mode == "full_frame":
             return Region.full_frame(width, height)
         fc = self.config.features
-        frame_side = float(max(width, height))
-        scale = fc.region_scale * self._search_growth(frames_lost)
-        region = Region.around(box, scale, fc.region_min_side, frame_side, fc.region_size)
-        if region.side >= frame_side:  # the whole frame: centre it there
-            return Region((width - frame_side) / 2, (height - frame_side) / 2, frame_side, fc.region_size)
-        return region
+        return Region.around(box, fc.region_scale, fc.region_min_side, float(max(width, height)), fc.region_size)
+
+    @staticmethod
+    def _search_box(target: _Target) -> Box:
+        """Where a lost target is looked for first, at the size it had when last seen whole
+        (its very last box may be a sliver of it, or a one-frame false re-identification)."""
+        cx, cy = box_center(target.box)
+        w, h = target.tracked_size
+        return (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
+
+    def _search_tile(self, target: _Target, width: int, height: int) -> Region:
+        """target_region while lost: the next tile of a scan over the frame.
+
+        Tiles are squares of `lost_tile_scale` x the target's tracking region side,
+        overlapping by half (any object of the target's size lies wholly inside one),
+        visited nearest-first from where the target was last seen, one per lost frame.
+        """
+        fc = self.config.features
+        tracking_side = Region.around(self._search_box(target), fc.region_scale, fc.region_min_side,
+                                      float(max(width, height)), fc.region_size).side
+        side = min(tracking_side * self.config.tracking.lost_tile_scale, float(max(width, height)))
+
+        def centres(extent: int) -> np.ndarray:
+            if side >= extent:
+                return np.array([extent / 2])
+            return np.linspace(side / 2, extent - side / 2, int(math.ceil((extent - side) / (side / 2))) + 1)
+
+        cx, cy = (target.box[0] + target.box[2]) / 2, (target.box[1] + target.box[3]) / 2
+        tiles = sorted(((x, y) for y in centres(height) for x in centres(width)),
+                       key=lambda c: (c[0] - cx) ** 2 + (c[1] - cy) ** 2)
+        x, y = tiles[(target.frames_lost - 1) % len(tiles)]
+        return Region(x - side / 2, y - side / 2, side, fc.region_size)
 
     def _search_growth(self, frames_lost: int) -> float:
         return self.config.tracking.lost_search_growth ** min(frames_lost, MAX_GROWTH_STEPS)
@@ -307,8 +341,11 @@ class Tracker:
         for plan in plans:
             lost = plan.target.status == TargetStatus.LOST
             plan.stream = Stream.BR if lost or frame_stream == Stream.BR or plan.bp_box is None else Stream.BP
-            anchor_box = plan.bp_box if plan.stream == Stream.BP else plan.target.box
-            plan.region = self._region(anchor_box, width, height, plan.target.frames_lost)
+            if lost and cfg.features.mode == "target_region":
+                plan.region = self._search_tile(plan.target, width, height)
+            else:
+                anchor_box = plan.bp_box if plan.stream == Stream.BP else plan.target.box
+                plan.region = self._region(anchor_box, width, height)
         timings["dm"] = clock() - t0
 
         t0 = clock()
@@ -346,31 +383,64 @@ class Tracker:
         for plan in plans:
             target, region = plan.target, plan.region
             grid, step = cfg.grid, 1
-            if target.frames_lost:  # widen the search while lost, up to the whole map
-                grow = self._search_growth(target.frames_lost)
-                grid = min(2 * int(math.ceil(cfg.grid * grow / 2)) + 1, 2 * max(map_size) + 1)
-                # Sparser cells as the grid widens: at most ~(3 * cfg.grid)^2 cells, so a lost
-                # target costs about what a few tracked ones do (it is searched every frame).
-                step = max(1, grid // (3 * cfg.grid))
             prev_in = region.to_input(target.box)
+            if target.frames_lost:
+                prev_in = region.to_input(self._search_box(target))
+                if self.config.features.mode == "target_region":  # the whole tile, at the last box's size
+                    w, h = prev_in[2] - prev_in[0], prev_in[3] - prev_in[1]
+                    mx, my = map_size[0] * stride / 2, map_size[1] * stride / 2
+                    prev_in = (mx - w / 2, my - h / 2, mx + w / 2, my + h / 2)
+                    grid = max(map_size) + 1
+                else:  # widen the grid, up to the whole map
+                    grow = self._search_growth(target.frames_lost)
+                    grid = min(2 * int(math.ceil(cfg.grid * grow / 2)) + 1, 2 * max(map_size) + 1)
+                # Sparser cells as the grid widens: at most (3 * cfg.grid)^2 cells, so a lost
+                # target costs about what a few tracked ones do (it is searched every frame).
+                step = max(1, math.ceil(grid / (3 * cfg.grid)))
             anchors = conditional_anchors(prev_in, stride, grid, cfg.multipliers, map_size, step).to(self.device)
             bounds = (map_size[0] * stride, map_size[1] * stride)
             boxes, objectness = propose(self.backend.crpn_head, feat4, plan.view, anchors, stride, bounds,
                                         cfg.roi_size)
-            keep = select_candidates(boxes, objectness, cfg.top_n, cfg.nms_iou, cfg.min_objectness)
-            candidate = None
+            lost = target.status == TargetStatus.LOST
+            # A lost target's candidates are ranked by appearance, not objectness: keep more.
+            top_n = LOST_CANDIDATES_FACTOR * cfg.top_n if lost else cfg.top_n
+            keep = select_candidates(boxes, objectness, top_n, cfg.nms_iou, cfg.min_objectness)
             if keep.numel():
-                emb = embed(feat4, rois(plan.view, boxes[keep]), stride, cfg.roi_size)
-                dist = match_distance(emb, target.first_embedding, target.prev_embedding)
-                best = int(dist.argmin())
-                if target.status != TargetStatus.LOST or float(dist[best]) <= cfg.reacquire_max_distance:
-                    candidate = region.to_frame(tuple(boxes[keep[best]].tolist()))
-            if candidate is not None:
-                plan.roi_box = clip_box(candidate, width, height)
+                if lost:
+                    appearance = self._candidate_appearance(target, boxes[keep], features, plan.view, region)
+                    best = int(appearance.argmax())
+                    if float(appearance[best]) < self.config.tracking.reacquire_appearance:
+                        continue  # nothing here looks like the target: stay lost, skip the MRN
+                else:
+                    emb = embed(feat4, rois(plan.view, boxes[keep]), stride, cfg.roi_size)
+                    best = int(match_distance(emb, target.first_embedding, target.prev_embedding).argmin())
+                plan.roi_box = clip_box(region.to_frame(tuple(boxes[keep[best]].tolist())), width, height)
                 plan.box_prior = plan.warped is None or plan.bp_box is None
-            elif plan.bp_box is not None:  # no acceptable candidate: fall back to BP
+            elif plan.bp_box is not None:  # no candidate: fall back to BP
                 plan.roi_box = plan.bp_box
             # else: lost (or empty warp with no candidate) -> nothing to segment this frame
+
+    def _candidate_appearance(self, target: _Target, boxes: torch.Tensor, features: list[torch.Tensor], view: int,
+                              region: Region) -> torch.Tensor:
+        """Mean first-frame appearance match inside each candidate box (input pixels), (N,).
+
+        Ranks a lost target's candidates: its last Eq. 2 embeddings are stale by then
+        (the returning object scored no better than background; see reacquire_appearance).
+        Matched per candidate RoI, as the MRN's prior is: one dense match over the
+        whole view compares features at the tile's scale with the reference's RoI
+        scale, and the returning object scored 0.3-0.4 there against 0.8-0.97 so.
+        """
+        cfg = self.config.mrn
+        frame_boxes = [enlarge_box(region.to_frame(tuple(b)), cfg.box_margin) for b in boxes.tolist()]
+        rows = torch.cat([rois(view, self._tensor_box(region.to_input(b))) for b in frame_boxes])
+        # Half the MRN's match grid: a ranking needs no fine detail, and it is 4x cheaper.
+        query = match_features(roi_levels(features[:2], rows, tuple(m // 2 for m in self.backend.mrn_roi_sizes[:2])))
+        n = query.shape[0]
+        match = appearance_match(query, target.reference.expand(n, -1, -1, -1),
+                                 target.reference_mask.expand(n, -1, -1), cfg.match_top_k, cfg.match_temperature,
+                                 None)[:, 0]
+        inside = torch.from_numpy(box_prior(match.shape[-1], cfg.box_margin)).to(match.device)
+        return (match * inside).sum((1, 2)) / inside.sum()
 
     def _roi_features(self, features: list[torch.Tensor], views: list[int], regions: list[Region],
                       roi_boxes: list[Box]) -> list[torch.Tensor]:
@@ -424,7 +494,15 @@ class Tracker:
             mask = labels == target.id
             area = int(mask.sum())
             score = scores.get(target.id, 0.0)
-            if area < min_area or score < tcfg.lost_score or plan.appearance < tcfg.lost_appearance:
+            was_lost = target.status == TargetStatus.LOST
+            occluded = area < tcfg.occluded_area_ratio * target.ref_area
+            # A lost target, or the small remnant of an occluded one, must clearly look like the
+            # first frame: a vanished object's warped mask shrinks onto background that still
+            # matches 0.5-0.6 (synthetic clip), as low as whole objects do on real video (0.56).
+            strict = was_lost or occluded
+            min_appearance = tcfg.reacquire_appearance if strict else tcfg.lost_appearance
+            if area < min_area or score < tcfg.lost_score or plan.appearance < min_appearance:
+                labels[mask] = 0  # a lost target's pixels leave the label map too
                 target.status = TargetStatus.LOST
                 target.frames_lost += 1
                 target.prev_mask = np.zeros((fh, fw), np.float32)
@@ -432,15 +510,17 @@ class Tracker:
                 results.append(TargetResult(target.id, np.zeros((height, width), bool), None, 0.0,
                                             TargetStatus.LOST, plan.stream, confidence, 0))
                 continue
-            if target.status == TargetStatus.LOST:
+            if was_lost:
                 target.status = TargetStatus.REIDENTIFIED
-            elif area < tcfg.occluded_area_ratio * target.ref_area:
+            elif occluded:
                 target.status = TargetStatus.OCCLUDED
             else:
                 target.status = TargetStatus.TRACKING
                 target.ref_area = tcfg.area_ema * target.ref_area + (1 - tcfg.area_ema) * area
             target.frames_lost = 0
             target.box = mask_box(mask)
+            if target.status == TargetStatus.TRACKING:
+                target.tracked_size = box_size(target.box)
             target.score = score
             target.prev_mask = cv2.resize(mask.astype(np.float32), (fw, fh), interpolation=cv2.INTER_AREA)
             refresh.append(plan)

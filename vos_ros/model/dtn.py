@@ -29,7 +29,8 @@ class DTN(nn.Module):
         channels = self.backbone.channels
         self.decision = DecisionModule(config.decision.hidden)
         self.crpn = CRPNHead(channels[2], config.crpn.head_channels, config.crpn.roi_size)
-        self.mrn = MaskRefinementNetwork(channels, config.mrn.channels, config.mrn.roi_size)
+        self.mrn = MaskRefinementNetwork(channels, config.mrn.channels, config.mrn.roi_size,
+                                         config.mrn.correction_scale)
 
 
 def load_dtn(config: EngineConfig, weights: str | Path | None = None, untrained: bool = False) -> DTN:

@@ -39,11 +39,12 @@ def match_features(roi_features: list[torch.Tensor]) -> torch.Tensor:
 
 def appearance_match(
     query: torch.Tensor, reference: torch.Tensor, reference_mask: torch.Tensor, top_k: int, temperature: float,
-    out_size: int,
+    out_size: int | None,
 ) -> torch.Tensor:
-    """Foreground probability per query pixel, upsampled to the MRN's RoI size: (K, 1, out_size, out_size).
+    """Foreground probability per query pixel, upsampled to the MRN's RoI size: (K, 1, out_size, out_size)
+    (or at the query's own size, (K, 1, H, W), when out_size is None).
 
-    query, reference: (K, C, S, S) from `match_features`; reference_mask: (K, S, S) in [0, 1].
+    query: (K, C, H, W) and reference: (K, C, S, S) from `match_features`; reference_mask: (K, S, S) in [0, 1].
     A reference with no foreground (or no background) pixel gives 0.5 (no evidence).
     """
     q = query.flatten(2).transpose(1, 2)  # K, Q, C
@@ -59,4 +60,6 @@ def appearance_match(
     has_both = (is_foreground.any(-1) & is_background.any(-1)).float()  # K, 1
     logit = (foreground - background).clamp(-2, 2) / temperature * has_both
     probability = torch.sigmoid(logit).view(query.shape[0], 1, *query.shape[-2:])
+    if out_size is None:
+        return probability
     return F.interpolate(probability, size=(out_size, out_size), mode="bilinear", align_corners=False)

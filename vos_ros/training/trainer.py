@@ -154,6 +154,7 @@ def _freeze_batchnorm(model: torch.nn.Module) -> None:
 def holdout_score(model: DTN, config: EngineConfig, data: str, sequence: str) -> float:
     """J&F of the engine (torch backend, CPU) on one held-out training sequence."""
     network = copy.deepcopy(model).eval()
+    network.mrn.correction_scale = config.mrn.correction_scale
     tracker = Tracker(config, create_backend("torch", network, config, "cpu", None, None))
     gt = davis.read_ground_truth(data, sequence)
     frames = (davis.read_frame(p) for p in davis.frame_paths(data, sequence))
@@ -167,6 +168,7 @@ def train(config: EngineConfig, settings: TrainSettings, resume: bool = True) ->
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(settings.seed)
     model = DTN(config, imagenet_init=True)
+    model.mrn.correction_scale = 1.0  # the full correction is learnt; the config's scale applies at inference
     head_params = [p for n, p in model.named_parameters() if not n.startswith("backbone.")]
     groups, base_lrs = [{"params": head_params, "lr": settings.lr}], [settings.lr]
     if settings.freeze_backbone:
