@@ -149,8 +149,9 @@ def require_tensorrt(device: str | torch.device):
 
 
 def gpu_identity(device: torch.device) -> tuple[str, str]:
+    """Name (with the SM count: Jetson Orin modules all report "Orin", 8.7) and compute capability."""
     props = torch.cuda.get_device_properties(device)
-    return props.name, f"{props.major}.{props.minor}"
+    return f"{props.name} ({props.multi_processor_count} SMs)", f"{props.major}.{props.minor}"
 
 
 def _build_serialized(trt, logger, onnx_path: Path, profile: dict[str, ShapeRange], precision: str,
@@ -169,13 +170,15 @@ def _build_serialized(trt, logger, onnx_path: Path, profile: dict[str, ShapeRang
     shapes = builder.create_optimization_profile()
     for name, r in profile.items():
         shapes.set_shape(name, r.min, r.opt, r.max)
-    config.add_optimization_profile(shapes)
+    if config.add_optimization_profile(shapes) < 0:
+        raise RuntimeError(f"invalid optimisation profile for {onnx_path}: {profile}")
     if precision in ("fp16", "int8"):  # int8: layers without int8 kernels run fp16, not fp32
         config.set_flag(trt.BuilderFlag.FP16)
     if precision == "int8":
         config.set_flag(trt.BuilderFlag.INT8)
         config.int8_calibrator = calibrator
-        config.set_calibration_profile(shapes)  # calibration runs at the profile's opt shapes
+        if not config.set_calibration_profile(shapes):  # calibration runs at the profile's opt shapes
+            raise RuntimeError(f"TensorRT rejected the calibration profile for {onnx_path}")
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path} (see its log above)")
@@ -200,39 +203,55 @@ def _entropy_calibrator(trt, feeder, cache_file: Path):
 
         def write_calibration_cache(self, cache):
             cache_file.parent.mkdir(parents=True, exist_ok=True)
-            cache_file.write_bytes(bytes(cache))
+            partial = cache_file.with_name(f"{cache_file.name}.partial-{os.getpid()}")
+            partial.write_bytes(bytes(cache))
+            partial.replace(cache_file)  # never a truncated table read back later
 
     return FrameCalibrator()
 
 
 class _EngineRunner:
-    """One engine + execution context; float32 torch CUDA tensors in and out, on torch's current stream."""
+    """One engine + execution context; float32 torch CUDA tensors in and out.
+
+    Runs on its own CUDA stream, ordered after and before torch's current stream:
+    execute_async_v3 on the default stream may add device-wide synchronisations
+    (TensorRT's ExecutionContext documentation).
+    """
 
     def __init__(self, trt, engine, graph: str, device: torch.device):
         self.engine = engine  # the context needs its engine alive
         self.context = engine.create_execution_context()
         self.inputs, self.outputs = GRAPHS[graph].inputs, GRAPHS[graph].outputs
         self.device = device
+        self.stream = torch.cuda.Stream(device)
         for name in self.inputs + self.outputs:
             if engine.get_tensor_dtype(name) != trt.float32:
                 raise RuntimeError(f"{graph} engine tensor {name} is {engine.get_tensor_dtype(name)}, expected float32")
 
     def __call__(self, *tensors: torch.Tensor) -> list[torch.Tensor]:
-        # The contiguous copies stay referenced until the call is enqueued; torch's caching
-        # allocator reuses their memory only in stream order, after the engine has read them.
-        inputs = [t.to(self.device, torch.float32).contiguous() for t in tensors]
-        for name, tensor in zip(self.inputs, inputs):
-            if not self.context.set_input_shape(name, tuple(tensor.shape)):
-                raise RuntimeError(f"input {name} shape {tuple(tensor.shape)} is outside the engine's profile")
-            self.context.set_tensor_address(name, tensor.data_ptr())
-        outputs = []
-        for name in self.outputs:
-            out = torch.empty(tuple(self.context.get_tensor_shape(name)), dtype=torch.float32, device=self.device)
-            self.context.set_tensor_address(name, out.data_ptr())
-            outputs.append(out)
-        if not self.context.execute_async_v3(torch.cuda.current_stream(self.device).cuda_stream):
-            raise RuntimeError("TensorRT execute_async_v3 failed")
+        with torch.cuda.device(self.device):  # TensorRT runs on the current CUDA device
+            caller = torch.cuda.current_stream(self.device)
+            inputs = [t.to(self.device, torch.float32).contiguous() for t in tensors]
+            for name, tensor in zip(self.inputs, inputs):
+                if not self.context.set_input_shape(name, tuple(tensor.shape)):
+                    raise RuntimeError(f"input {name} shape {tuple(tensor.shape)} is outside the engine's profile")
+                self._bind(name, tensor)
+            outputs = []
+            for name in self.outputs:
+                out = torch.empty(tuple(self.context.get_tensor_shape(name)), dtype=torch.float32, device=self.device)
+                self._bind(name, out)
+                outputs.append(out)
+            self.stream.wait_stream(caller)  # the inputs are written on the caller's stream
+            if not self.context.execute_async_v3(self.stream.cuda_stream):
+                raise RuntimeError("TensorRT execute_async_v3 failed")
+            caller.wait_stream(self.stream)  # the caller reads the outputs after the engine wrote them
+            for tensor in inputs + outputs:  # the allocator must not reuse them before the engine is done
+                tensor.record_stream(self.stream)
         return outputs
+
+    def _bind(self, name: str, tensor: torch.Tensor) -> None:
+        if not self.context.set_tensor_address(name, tensor.data_ptr()):
+            raise RuntimeError(f"TensorRT rejected the address of tensor {name}")
 
 
 class TensorRTBackend(Backend):
@@ -286,10 +305,11 @@ class TensorRTBackend(Backend):
 
             if rebuild:
                 cache.path(graph, fields).with_suffix(".calib").unlink(missing_ok=True)
-            engine, built = cache.load_or_build(graph, fields, build, runtime.deserialize_cuda_engine, rebuild)
+            with torch.cuda.device(self.device):  # TensorRT builds and deserialises on the current device
+                engine, built = cache.load_or_build(graph, fields, build, runtime.deserialize_cuda_engine, rebuild)
+                self._runners[graph] = _EngineRunner(trt, engine, graph, self.device)
             if built:
                 self.built.append(graph)
-            self._runners[graph] = _EngineRunner(trt, engine, graph, self.device)
         mrn_inputs = manifest["graphs"]["mrn"]["inputs"]
         self.mrn_roi_sizes = tuple(int(mrn_inputs[name][-1]) for name in GRAPHS["mrn"].inputs[:4])
         self._warm_up(profiles)
