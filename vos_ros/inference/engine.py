@@ -263,9 +263,7 @@ class Tracker:
         overlapping by half (any object of the target's size lies wholly inside one),
         visited nearest-first from where the target was last seen, one per lost frame.
         """
-        fc = self.config.features
-        tracking_side = Region.around(self._search_box(target), fc.region_scale, fc.region_min_side,
-                                      float(max(width, height)), fc.region_size).side
+        tracking_side = self._region(self._search_box(target), width, height).side
         side = min(tracking_side * self.config.tracking.lost_tile_scale, float(max(width, height)))
 
         def centres(extent: int) -> np.ndarray:
@@ -277,7 +275,7 @@ class Tracker:
         tiles = sorted(((x, y) for y in centres(height) for x in centres(width)),
                        key=lambda c: (c[0] - cx) ** 2 + (c[1] - cy) ** 2)
         x, y = tiles[(target.frames_lost - 1) % len(tiles)]
-        return Region(x - side / 2, y - side / 2, side, fc.region_size)
+        return Region(x - side / 2, y - side / 2, side, self.config.features.region_size)
 
     def _search_growth(self, frames_lost: int) -> float:
         return self.config.tracking.lost_search_growth ** min(frames_lost, MAX_GROWTH_STEPS)
@@ -382,10 +380,10 @@ class Tracker:
         map_size = (feat4.shape[-1], feat4.shape[-2])
         for plan in plans:
             target, region = plan.target, plan.region
+            lost = target.status == TargetStatus.LOST
             grid, step = cfg.grid, 1
-            prev_in = region.to_input(target.box)
-            if target.frames_lost:
-                prev_in = region.to_input(self._search_box(target))
+            prev_in = region.to_input(self._search_box(target) if lost else target.box)
+            if lost:
                 if self.config.features.mode == "target_region":  # the whole tile, at the last box's size
                     w, h = prev_in[2] - prev_in[0], prev_in[3] - prev_in[1]
                     mx, my = map_size[0] * stride / 2, map_size[1] * stride / 2
@@ -401,7 +399,6 @@ class Tracker:
             bounds = (map_size[0] * stride, map_size[1] * stride)
             boxes, objectness = propose(self.backend.crpn_head, feat4, plan.view, anchors, stride, bounds,
                                         cfg.roi_size)
-            lost = target.status == TargetStatus.LOST
             # A lost target's candidates are ranked by appearance, not objectness: keep more.
             top_n = LOST_CANDIDATES_FACTOR * cfg.top_n if lost else cfg.top_n
             keep = select_candidates(boxes, objectness, top_n, cfg.nms_iou, cfg.min_objectness)
@@ -431,10 +428,10 @@ class Tracker:
         scale, and the returning object scored 0.3-0.4 there against 0.8-0.97 so.
         """
         cfg = self.config.mrn
-        frame_boxes = [enlarge_box(region.to_frame(tuple(b)), cfg.box_margin) for b in boxes.tolist()]
-        rows = torch.cat([rois(view, self._tensor_box(region.to_input(b))) for b in frame_boxes])
-        # Half the MRN's match grid: a ranking needs no fine detail, and it is 4x cheaper.
-        query = match_features(roi_levels(features[:2], rows, tuple(m // 2 for m in self.backend.mrn_roi_sizes[:2])))
+        roi_boxes = [enlarge_box(region.to_frame(tuple(b)), cfg.box_margin) for b in boxes.tolist()]
+        # Levels 2-3 only, at half the MRN's match grid: a ranking needs no fine detail, and it is 4x cheaper.
+        query = match_features(self._roi_features(features[:2], [view] * len(roi_boxes), [region] * len(roi_boxes),
+                                                  roi_boxes, tuple(m // 2 for m in self.backend.mrn_roi_sizes[:2])))
         n = query.shape[0]
         match = appearance_match(query, target.reference.expand(n, -1, -1, -1),
                                  target.reference_mask.expand(n, -1, -1), cfg.match_top_k, cfg.match_temperature,
@@ -443,10 +440,11 @@ class Tracker:
         return (match * inside).sum((1, 2)) / inside.sum()
 
     def _roi_features(self, features: list[torch.Tensor], views: list[int], regions: list[Region],
-                      roi_boxes: list[Box]) -> list[torch.Tensor]:
-        """The MRN's RoIAligned levels 2..5 for frame boxes, (K, C_j, m_j, m_j)."""
+                      roi_boxes: list[Box], sizes: tuple[int, ...] | None = None) -> list[torch.Tensor]:
+        """The MRN's RoIAligned levels 2..5 for frame boxes, (K, C_j, m_j, m_j) (or the first
+        len(sizes) levels at `sizes`)."""
         rows = torch.cat([rois(v, self._tensor_box(r.to_input(b))) for v, r, b in zip(views, regions, roi_boxes)])
-        return roi_levels(features, rows, self.backend.mrn_roi_sizes)
+        return roi_levels(features, rows, sizes or self.backend.mrn_roi_sizes)
 
     def _segment(self, plans: list[_Plan], features: list[torch.Tensor], width: int, height: int) -> list[np.ndarray]:
         """MRN on each target RoI (batched): M x M probabilities per plan; sets each plan's appearance."""
