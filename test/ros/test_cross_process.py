@@ -2,7 +2,6 @@
 
 import subprocess
 
-import pytest
 
 from ros_test_helpers import spin_until
 
@@ -11,10 +10,6 @@ from vos_ros.ros.bench import node_command, run_pipeline, stop
 SEQUENCE = "car-shadow"  # 40 frames of 854x480
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "open (issue 4): on the 2-core machine 87-100% of the 40 frames get an array at 10 Hz from run to run, "
-    "though the engine alone steps car-shadow in 45 ms; the losses are not yet explained (DDS delivery of the "
-    "arrays or node scheduling) - the 95% criterion is not met reliably"))
 def test_davis_sequence_across_processes_matches_the_engine(davis_root, weights_file):
     from vos_ros.data import davis
     from vos_ros.eval.metrics import evaluate_sequence

@@ -9,7 +9,7 @@ import torch
 from geometry_msgs.msg import Point32, PolygonStamped
 from rcl_interfaces.srv import SetParameters
 from rclpy.context import Context
-from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from ros_test_helpers import spin_until
@@ -37,7 +37,7 @@ class Harness:
             overrides.append(Parameter("weights", value=weights))
         self.tracker = TrackerNode(context=self.context, parameter_overrides=overrides)
         start(self.tracker)
-        self.tracker_executor = MultiThreadedExecutor(num_threads=3, context=self.context)
+        self.tracker_executor = SingleThreadedExecutor(context=self.context)  # as tracker_node.main
         self.tracker_executor.add_node(self.tracker)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._spin_tracker)
@@ -63,7 +63,6 @@ class Harness:
         self._stop.set()
         self._thread.join()
         self.tracker.stop_worker()
-        self.tracker_executor._executor.shutdown(wait=True)  # rclpy 7.1.6 does not wait for running callbacks
         self.tracker_executor.shutdown()
         self.executor.shutdown()
         self.tracker.destroy_node()

@@ -20,7 +20,7 @@ import sys
 import time
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.parameter import Parameter
 
 from vos_ros.ros.paths import default_params_file, fastdds_profile
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = [Parameter("image_topic", value=args.camera_topic)] if args.camera_topic else []
     nodes = []
     tracker = player = recorder = None
-    executor = MultiThreadedExecutor(num_threads=4)
+    executor = SingleThreadedExecutor()  # the tracker's services await its worker (TrackerNode._wait)
     try:
         tracker = TrackerNode(parameter_overrides=overrides)
         nodes.append(tracker)

@@ -3,8 +3,8 @@
 Threads: executor callbacks only convert and queue (the image callback keeps
 the newest frame and counts the one it overwrote as dropped); one worker thread
 owns the engine and runs, in order, the queued add/remove/reset commands and a
-step on the newest frame. Service callbacks wait for the worker's answer in
-their own callback group, so images keep flowing while they wait.
+step on the newest frame. Service callbacks are coroutines that await the
+worker's answer, so one executor thread keeps images flowing while they wait.
 
 Lifecycle: configure reads the engine configuration and creates the
 publishers, subscriptions and services; activate loads the networks and starts
@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import dataclasses
+import os
 import threading
 import time
 from typing import Callable
@@ -29,8 +30,9 @@ from geometry_msgs.msg import Point, PointStamped, PolygonStamped
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.task import Future as RosFuture
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
@@ -53,7 +55,9 @@ CLICK_MODES = ("point", "box")
 PARAMETERS: dict[str, tuple[object, str, bool]] = {
     "image_topic": ("image", "camera image topic (rgb8, bgr8, rgba8, bgra8 or mono8)", False),
     "image_qos": ("sensor_data", f"image subscription QoS: {'|'.join(IMAGE_QOS_CHOICES)}", False),
-    "image_qos_depth": (2, "image subscription queue depth", False),
+    # 5 as in rclpy's sensor-data profile: the callback only queues, so a deeper reader history
+    # costs nothing and rides out scheduler stalls that lost frames at 2.
+    "image_qos_depth": (5, "image subscription queue depth", False),
     "init_mask_topic": ("vos/init_mask", "latched label image (mono8/mono16) that adds targets", False),
     "objects_topic": ("vos/objects", "vos_ros/TrackedObjectArray output", False),
     "labels_topic": ("vos/labels", "mono16 label image output (pixel = target id)", False),
@@ -73,6 +77,8 @@ PARAMETERS: dict[str, tuple[object, str, bool]] = {
     "weights": ("", "weights file; empty = the configuration's", False),
     "flow_preset": ("", "DIS preset ultrafast|fast|medium; empty = the configuration's", False),
     "max_objects": (0, "most targets tracked at once; 0 = the configuration's", False),
+    "cpu_threads": (-1, "torch intra-op threads: -1 = all cores but one (left to the camera driver, DDS and "
+                        "the executor), 0 = the configuration's", False),
     "ring_buffer_length": (30, "received frames kept for masks drawn on a past frame", False),
     "init_mask_wait_s": (2.0, "how long a mask stamped after the newest frame waits for its frame", False),
     "service_timeout_s": (30.0, "how long a service call waits for the worker", False),
@@ -96,6 +102,7 @@ def validate_parameter(name: str, value) -> str | None:
         "device": (lambda: value in ("", "cpu", "cuda") or value.startswith("cuda:"), "must be cpu, cuda, cuda:N or empty"),
         "flow_preset": (lambda: value in FLOW_PRESETS, f"must be one of {FLOW_PRESETS}"),
         "max_objects": (lambda: value >= 0, "must be >= 0"),
+        "cpu_threads": (lambda: value >= -1, "must be >= -1"),
         "ring_buffer_length": (lambda: value >= 1, "must be >= 1"),
         "init_mask_wait_s": (lambda: value >= 0, "must be >= 0"),
         "service_timeout_s": (lambda: value > 0, "must be > 0"),
@@ -111,6 +118,13 @@ def validate_parameter(name: str, value) -> str | None:
         return f"{name}={value!r} must be a {type(default).__name__}"
     ok, reason = checks[name]
     return None if ok() else f"{name}={value!r} {reason}"
+
+
+def node_threads(cpu_threads: int) -> int:
+    """Torch threads for the node. Next to a player and a subscriber on 2 cores, one thread gave
+    72 ms mean latency and both cores 85 ms (bench-ros, car-shadow at 10 Hz): the other processes
+    and the node's own threads (DDS, executor, OpenCV) need a core."""
+    return cpu_threads if cpu_threads > 0 else max(1, len(os.sched_getaffinity(0)) - 1)
 
 
 class AddRejected(Exception):
@@ -204,6 +218,8 @@ class TrackerNode(LifecycleNode):
             overrides["tracking.max_objects"] = int(self.param("max_objects"))
         if self.param("device"):
             overrides["device"] = self.param("device")
+        if self.param("cpu_threads"):
+            overrides["threads"] = node_threads(self.param("cpu_threads"))
         return overrides
 
     # -- lifecycle ----------------------------------------------------------------
@@ -365,12 +381,29 @@ class TrackerNode(LifecycleNode):
         return self._submit(AddCommand(stamp, make_labels, names, source, concurrent.futures.Future(),
                                        time.monotonic() + self.param("init_mask_wait_s")))
 
-    def _wait(self, future: concurrent.futures.Future):
-        """(result, None) or (None, error message) of a worker command."""
+    async def _wait(self, future: concurrent.futures.Future):
+        """(result, None) or (None, error message) of a worker command, awaited so that the executor
+        keeps delivering images meanwhile. A blocking wait needed a multi-threaded executor, whose
+        threads contended with the worker for the GIL: engine steps stalled for 150-570 ms now and
+        then and frames were dropped (car-shadow at 10 Hz across processes)."""
+        woken = RosFuture(executor=self.executor)
+        # A done callback makes set_result (worker thread or timer) schedule it, which wakes the executor.
+        woken.add_done_callback(lambda _: None)
+
+        def wake(*_):
+            if not woken.done():
+                woken.set_result(None)
+
+        future.add_done_callback(wake)
+        timer = self.create_timer(self.param("service_timeout_s"), wake)
         try:
-            return future.result(timeout=self.param("service_timeout_s")), None
-        except concurrent.futures.TimeoutError:
+            await woken
+        finally:
+            self.destroy_timer(timer)
+        if not future.done():
             return None, f"the tracker did not answer within service_timeout_s={self.param('service_timeout_s')}"
+        try:
+            return future.result(), None
         except (AddRejected, EngineInputError) as e:
             return None, str(e)
 
@@ -393,7 +426,7 @@ class TrackerNode(LifecycleNode):
         self._log_outcome(self._submit_add(stamp_ns(msg.header), self._labels_as_given(labels), {}, "init mask"),
                           "init mask")
 
-    def _on_add_targets(self, request: AddTargets.Request, response: AddTargets.Response):
+    async def _on_add_targets(self, request: AddTargets.Request, response: AddTargets.Response):
         try:
             labels = imgmsg_to_labels(request.labels)
             if len(request.named_ids) != len(request.names):
@@ -403,15 +436,15 @@ class TrackerNode(LifecycleNode):
             response.success, response.message = False, str(e)
             return response
         names = dict(zip((int(i) for i in request.named_ids), request.names))
-        result, error = self._wait(self._submit_add(stamp_ns(request.labels.header), self._labels_as_given(labels),
-                                                    names, "add_targets"))
+        result, error = await self._wait(self._submit_add(
+            stamp_ns(request.labels.header), self._labels_as_given(labels), names, "add_targets"))
         response.success = error is None
         response.message = error or f"added {result}"
         response.added_ids = result or []
         response.tracked_ids = self._tracked_ids()
         return response
 
-    def _on_remove_targets(self, request: RemoveTargets.Request, response: RemoveTargets.Response):
+    async def _on_remove_targets(self, request: RemoveTargets.Request, response: RemoveTargets.Response):
         ids = [int(i) for i in request.ids]
 
         def remove() -> str:
@@ -420,18 +453,18 @@ class TrackerNode(LifecycleNode):
                 self._names.pop(i, None)
             return f"removed {removed}"
 
-        result, error = self._wait(self._submit(EngineCommand(remove, concurrent.futures.Future())))
+        result, error = await self._wait(self._submit(EngineCommand(remove, concurrent.futures.Future())))
         response.success, response.message = error is None, error or result
         response.tracked_ids = self._tracked_ids()
         return response
 
-    def _on_reset(self, request: Reset.Request, response: Reset.Response):
+    async def _on_reset(self, request: Reset.Request, response: Reset.Response):
         def reset() -> str:
             self._engine.reset()
             self._names.clear()
             return "all targets removed"
 
-        result, error = self._wait(self._submit(EngineCommand(reset, concurrent.futures.Future())))
+        result, error = await self._wait(self._submit(EngineCommand(reset, concurrent.futures.Future())))
         response.success, response.message = error is None, error or result
         return response
 
@@ -474,7 +507,7 @@ class TrackerNode(LifecycleNode):
 
     # -- worker (the only thread that touches the engine) ----------------------------
     def _work(self):
-        waiting: list[AddCommand] = []  # adds whose frame has not arrived yet
+        waiting: list[AddCommand] = []  # adds whose frame has not arrived or not been stepped yet
         while not self._stop.is_set():
             with self._lock:
                 self._lock.wait_for(lambda: self._pending or self._commands or self._stop.is_set(),
@@ -482,6 +515,8 @@ class TrackerNode(LifecycleNode):
                 frame = self._pending.popleft() if self._pending else None
                 commands = list(self._commands)
                 self._commands.clear()
+            if frame is not None:  # first, so that an add for this frame finds it stepped
+                self._process(frame)
             for cmd in waiting + commands:
                 if isinstance(cmd, AddCommand):
                     if not self._try_add(cmd):
@@ -489,8 +524,6 @@ class TrackerNode(LifecycleNode):
                 else:
                     self._run(cmd.reply, cmd.run)
             waiting = [c for c in waiting + commands if isinstance(c, AddCommand) and not c.reply.done()]
-            if frame is not None:
-                self._process(frame)
 
     @staticmethod
     def _run(reply: concurrent.futures.Future, fn: Callable):
@@ -500,7 +533,7 @@ class TrackerNode(LifecycleNode):
             reply.set_exception(e)
 
     def _try_add(self, cmd: AddCommand) -> bool:
-        """Apply ``cmd``; False when its frame has not arrived yet (try again later)."""
+        """Apply ``cmd``; False when its frame has not arrived or been stepped yet (try again later)."""
         with self._lock:
             try:
                 index = len(self._ring.frames) - 1 if cmd.stamp_ns == 0 and self._ring.frames else self._ring.find(cmd.stamp_ns)
@@ -511,6 +544,11 @@ class TrackerNode(LifecycleNode):
                 return True
             frame = self._ring.frames[index]
             later = [f.rgb for f in self._ring.processed_after(index)]
+            # The engine has not reached this frame: step it first, or the add would put the engine
+            # on this frame and the frame's own step would then track it onto itself (an extra
+            # refinement pass that cost 2.3 J&F points on car-shadow).
+            if not frame.processed and not later and time.monotonic() < cmd.expires:
+                return False
 
         def add() -> list[int]:
             labels = cmd.make_labels(frame.rgb, self._engine.target_ids)
@@ -596,8 +634,8 @@ def start(node: TrackerNode) -> None:
 def main(args=None) -> int:
     rclpy.init(args=args)
     node = TrackerNode()
-    # Inputs, requests (which wait for the worker) and the timer run in parallel.
-    executor = MultiThreadedExecutor(num_threads=3)
+    # One thread: services await the worker instead of blocking (see TrackerNode._wait).
+    executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
         start(node)
