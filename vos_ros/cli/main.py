@@ -68,6 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="training sequence left out and scored at each checkpoint; the best checkpoint is kept")
     train.add_argument("--checkpoint-every", type=int, default=250)
     train.add_argument("--train-backbone", action="store_true", help="fine-tune the ImageNet backbone (frozen by default)")
+    train.add_argument("--init", default="", metavar="WEIGHTS", help="start from these weights (fine-tuning)")
+    train.add_argument("--lr", type=float, default=3e-4, help="heads' learning rate (cosine decay)")
+    train.add_argument("--stage1-fraction", type=float, default=0.15, help="share of synthetic-only iterations first")
+    train.add_argument("--recurrent-fraction", type=float, default=0.0,
+                       help="share of iterations on clips tracked with the model's own predictions as priors")
+    train.add_argument("--clip-steps", type=int, default=3, help="tracked pairs per recurrent clip")
+    train.add_argument("--heads", default="", help="comma-separated heads that learn (decision,crpn,mrn; default all)")
     train.add_argument("--no-resume", action="store_true")
 
     sub.add_parser("bench-ros", add_help=False,

@@ -20,6 +20,9 @@ Sources of pairs:
 - Stage 2 (`VideoPairs`): consecutive or skipped (fast motion) frames of the
   DAVIS train split; the reference is any frame of the same sequence (at run
   time it is the first frame, 1 to a few hundred frames away).
+- Clips (`VideoPairs.sample_clip`) for recurrent training: a few frames with a
+  fixed gap, where the previous mask of every pair after the first is the
+  model's own prediction (trainer.recurrent_losses), not a perturbed ground truth.
 """
 
 from __future__ import annotations
@@ -67,6 +70,14 @@ def _colour_jitter(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
     return np.clip(image.astype(np.float32) * gain + bias, 0, 255).astype(np.uint8)
 
 
+@dataclass
+class Clip:
+    frames: list[np.ndarray]
+    masks: list[np.ndarray]  # bool
+    ref_image: np.ndarray
+    ref_mask: np.ndarray
+
+
 class VideoPairs:
     """Frame pairs from DAVIS-layout training sequences (never a dev split)."""
 
@@ -106,6 +117,22 @@ class VideoPairs:
         r = int(rng.integers(len(paths)))
         return Pair(self._read(paths[a], False), self._read(gt[a], True), self._read(paths[b], False), self._read(gt[b], True),
                     self._read(paths[r], False), self._read(gt[r], True))
+
+
+    def sample_clip(self, rng: np.random.Generator, length: int) -> Clip:
+        """`length` frames `gap` apart, forwards or backwards, mirrored half the time (the
+        same for every frame: six sequences move mostly one way)."""
+        paths, gt = self.sequences[rng.integers(len(self.sequences))]
+        gap = int(rng.integers(1, self.max_gap + 1))
+        span = gap * (length - 1)
+        first = int(rng.integers(0, len(paths) - span))
+        indices = [first + gap * k for k in range(length)]
+        if rng.random() < 0.5:
+            indices.reverse()
+        r = int(rng.integers(len(paths)))
+        flip = (lambda a: np.ascontiguousarray(a[:, ::-1])) if rng.random() < 0.5 else (lambda a: a)
+        return Clip([flip(self._read(paths[i], False)) for i in indices], [flip(self._read(gt[i], True)) for i in indices],
+                    flip(self._read(paths[r], False)), flip(self._read(gt[r], True)))
 
 
 class SyntheticPairs:
@@ -197,14 +224,16 @@ class ExampleBuilder:
         self.config = config
         self.flow = DISFlow(config.flow.preset, config.flow.scale)
 
-    def build(self, pair: Pair, rng: np.random.Generator) -> dict[str, torch.Tensor] | None:
+    def build(self, pair: Pair, rng: np.random.Generator, perturb: bool = True) -> dict[str, torch.Tensor] | None:
+        """None when the previous mask is empty. `perturb=False` when the previous mask is
+        already a tracker's output (recurrent training)."""
         cfg = self.config
         height, width = pair.image.shape[:2]
         scale = self.flow.scale
         prev_box_true = mask_box(pair.prev_mask)
         if prev_box_true is None:
             return None
-        prev_mask = perturb_mask(rng, pair.prev_mask)
+        prev_mask = perturb_mask(rng, pair.prev_mask) if perturb else pair.prev_mask
         prev_box = mask_box(prev_mask)
         fh, fw = flow_shape(width, height, scale)
         prev_small = cv2.resize(prev_mask.astype(np.float32), (fw, fh), interpolation=cv2.INTER_AREA)
@@ -277,6 +306,7 @@ class ExampleBuilder:
             "ref_mask": torch.from_numpy(crop_roi(pair.ref_mask.astype(np.float32), ref_roi, m // 2)),
             "image": torch.from_numpy(crop).permute(2, 0, 1).contiguous(),
             "roi": torch.tensor(region.to_input(roi), dtype=torch.float32),
+            "roi_frame": torch.tensor(roi, dtype=torch.float32),  # the same box in frame pixels
             "prior": torch.from_numpy(prior)[None],
             "mask": torch.from_numpy(target)[None],
             "anchors": anchor_rows,

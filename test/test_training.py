@@ -1,0 +1,100 @@
+"""Training: examples, recurrent clips, checkpoints and resume, on a DAVIS-layout folder
+written from the embedded synthetic clip (no shared data needed)."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from vos_ros.config import load_config
+from vos_ros.data.synthetic import make_clip
+from vos_ros.training import trainer
+from vos_ros.training.examples import ExampleBuilder, VideoPairs
+from vos_ros.training.trainer import TrainSettings, recurrent_losses, train
+
+SIZE = (320, 192)
+
+
+@pytest.fixture(scope="module")
+def davis_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("davis")
+    for name, seed in (("alpha", 1), ("beta", 2)):
+        clip = make_clip(12, SIZE, num_objects=1, seed=seed)
+        (root / "JPEGImages" / "480p" / name).mkdir(parents=True)
+        (root / "Annotations" / "480p" / name).mkdir(parents=True)
+        for i, (frame, labels) in enumerate(zip(clip.frames, clip.labels)):
+            cv2.imwrite(str(root / "JPEGImages" / "480p" / name / f"{i:05d}.jpg"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+            cv2.imwrite(str(root / "Annotations" / "480p" / name / f"{i:05d}.png"), (labels > 0).astype(np.uint8) * 255)
+    return root
+
+
+def test_clips_are_evenly_spaced_frames_of_one_sequence(davis_root):
+    clip = VideoPairs(davis_root).sample_clip(np.random.default_rng(0), 4)
+    assert len(clip.frames) == len(clip.masks) == 4
+    assert all(f.shape == (SIZE[1], SIZE[0], 3) for f in clip.frames)
+    assert all(m.dtype == bool and m.any() for m in clip.masks)
+    assert clip.ref_mask.any()
+
+
+def test_recurrent_steps_feed_the_models_predictions_back(davis_root, monkeypatch):
+    config = load_config("cpu")
+    model = trainer.DTN(config, imagenet_init=True)
+    builder = ExampleBuilder(config)
+    calls = []
+    build = builder.build
+
+    def recording_build(pair, rng, perturb=True):
+        calls.append((pair.prev_mask.copy(), perturb))
+        return build(pair, rng, perturb)
+
+    monkeypatch.setattr(builder, "build", recording_build)
+    rng = np.random.default_rng(3)
+    clips = [VideoPairs(davis_root).sample_clip(rng, 3) for _ in range(2)]
+    parts = recurrent_losses(model, clips, builder, rng, config)
+    assert set(parts) == {"mrn", "crpn_obj", "crpn_reg", "dm"}
+    assert all(np.isfinite(float(v)) for v in parts.values())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.mrn.parameters())
+    first, later = calls[:2], calls[2:]
+    # Step 1 starts from the (perturbed) ground truth; later steps take the model's own output.
+    assert all(perturb for _, perturb in first)
+    assert np.array_equal(first[0][0], clips[0].masks[0])
+    assert later and not any(perturb for _, perturb in later)
+    assert not any(np.array_equal(mask, clip.masks[1]) for (mask, _), clip in zip(later, clips))
+
+
+def test_train_checkpoints_resumes_and_writes_weights_with_metadata(davis_root, tmp_path):
+    config = load_config("cpu")
+    settings = TrainSettings(data=str(davis_root), out=str(tmp_path / "run"), iterations=2, batch_size=2,
+                             checkpoint_every=1, workers=0, stage1_fraction=0.5, recurrent_fraction=0.5,
+                             clip_steps=2, holdout="beta")
+    train(config, settings)
+    lines = [json.loads(line) for line in (tmp_path / "run" / "losses.jsonl").read_text().splitlines()]
+    assert [line["iteration"] for line in lines if "mrn" in line] == [1, 2]
+    assert all(np.isfinite(line["mrn"]) for line in lines if "mrn" in line)
+    assert [line["JF"] >= 0 for line in lines if "holdout" in line] == [True, True]
+
+    settings.iterations = 3
+    weights = train(config, settings)  # resumes at 2: one more iteration
+    lines = [json.loads(line) for line in (tmp_path / "run" / "losses.jsonl").read_text().splitlines()]
+    assert [line["iteration"] for line in lines if "mrn" in line] == [1, 2, 3]
+    metadata = json.loads(weights.with_suffix(".json").read_text())
+    assert metadata["iterations"] == 3 and metadata["holdout"] == "beta"
+
+    finetune = TrainSettings(data=str(davis_root), out=str(tmp_path / "finetune"), iterations=1, batch_size=2,
+                             workers=0, stage1_fraction=0.0, init=str(weights), heads="mrn")
+    tuned = train(config, finetune)
+    assert json.loads(tuned.with_suffix(".json").read_text())["init"] == str(weights)
+    before, after = load_file(str(weights)), load_file(str(tuned))
+    for prefix, learns in (("mrn.", True), ("crpn.", False), ("decision.", False), ("backbone.", False)):
+        changed = any(not torch.equal(before[k], after[k]) for k in before if k.startswith(prefix))
+        assert changed == learns, prefix
+
+
+def test_unknown_holdout_sequence_or_head_is_refused_before_training(davis_root, tmp_path):
+    with pytest.raises(ValueError, match="holdout sequence 'gamma'"):
+        train(load_config("cpu"), TrainSettings(data=str(davis_root), out=str(tmp_path), holdout="gamma"))
+    with pytest.raises(ValueError, match="unknown heads"):
+        train(load_config("cpu"), TrainSettings(data=str(davis_root), out=str(tmp_path), heads="mrn,rpn"))
