@@ -96,8 +96,6 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        if tracker is not None:
-            tracker.stop_worker()
         executor.shutdown()
         for node in nodes:
             node.destroy_node()

@@ -24,13 +24,11 @@ import time
 from typing import Callable
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, PointStamped, PolygonStamped
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.task import Future as RosFuture
 from sensor_msgs.msg import Image
@@ -41,6 +39,7 @@ from vos_ros.config import ConfigError, EngineConfig, load_config
 from vos_ros.inference.types import EngineInputError
 from vos_ros.msg import TrackedObjectArray
 from vos_ros.ros import prompts
+from vos_ros.ros.entry import run_node
 from vos_ros.ros.frame_ring import Frame, FrameNotBuffered, FrameRing, stamp_ns
 from vos_ros.ros.image_conv import ImageConversionError, imgmsg_to_labels, imgmsg_to_rgb, numpy_to_imgmsg
 from vos_ros.ros.messages import MASK_FORMATS, overlay, tracked_object_array
@@ -323,6 +322,10 @@ class TrackerNode(LifecycleNode):
         for entity in self._ros_entities:
             destroyers[type(entity).__name__](entity)
         self._lifecycle_publishers, self._ros_entities = [], []
+
+    def destroy_node(self):
+        self.stop_worker()  # the worker publishes with this node's publishers
+        super().destroy_node()
 
     def stop_worker(self):
         self._stop.set()
@@ -631,20 +634,12 @@ def start(node: TrackerNode) -> None:
             node.trigger_activate()
 
 
-def main(args=None) -> int:
-    rclpy.init(args=args)
+def _autostarted() -> TrackerNode:
     node = TrackerNode()
-    # One thread: services await the worker instead of blocking (see TrackerNode._wait).
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        start(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.stop_worker()
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    start(node)
+    return node
+
+
+def main(args=None) -> int:
+    # rclpy.spin's single-threaded executor: services await the worker (see TrackerNode._wait).
+    return run_node(_autostarted, args)

@@ -106,30 +106,26 @@ class VideoPairs:
         i = int(rng.integers(len(paths)))
         return self._read(paths[i], False), self._read(gt[i], True)
 
-    def sample(self, rng: np.random.Generator) -> Pair:
+    def _frames(self, rng: np.random.Generator, length: int) -> tuple[list[Path], list[Path], list[int], int]:
+        """A sequence's frame and mask paths, `length` frame indices `gap` apart (skipped frames:
+        fast motion), forwards or backwards, and the index of a reference frame."""
         paths, gt = self.sequences[rng.integers(len(self.sequences))]
         gap = int(rng.integers(1, self.max_gap + 1))
-        i = int(rng.integers(gap, len(paths)))
+        first = int(rng.integers(0, len(paths) - gap * (length - 1)))
+        indices = [first + gap * k for k in range(length)]
         if rng.random() < 0.5:  # play backwards too: twice the motions
-            a, b = i, i - gap
-        else:
-            a, b = i - gap, i
-        r = int(rng.integers(len(paths)))
+            indices.reverse()
+        return paths, gt, indices, int(rng.integers(len(paths)))
+
+    def sample(self, rng: np.random.Generator) -> Pair:
+        paths, gt, (a, b), r = self._frames(rng, 2)
         return Pair(self._read(paths[a], False), self._read(gt[a], True), self._read(paths[b], False), self._read(gt[b], True),
                     self._read(paths[r], False), self._read(gt[r], True))
 
-
     def sample_clip(self, rng: np.random.Generator, length: int) -> Clip:
-        """`length` frames `gap` apart, forwards or backwards, mirrored half the time (the
-        same for every frame: six sequences move mostly one way)."""
-        paths, gt = self.sequences[rng.integers(len(self.sequences))]
-        gap = int(rng.integers(1, self.max_gap + 1))
-        span = gap * (length - 1)
-        first = int(rng.integers(0, len(paths) - span))
-        indices = [first + gap * k for k in range(length)]
-        if rng.random() < 0.5:
-            indices.reverse()
-        r = int(rng.integers(len(paths)))
+        """`length` frames as `sample` picks two, mirrored half the time (the same for every
+        frame: six sequences move mostly one way)."""
+        paths, gt, indices, r = self._frames(rng, length)
         flip = (lambda a: np.ascontiguousarray(a[:, ::-1])) if rng.random() < 0.5 else (lambda a: a)
         return Clip([flip(self._read(paths[i], False)) for i in indices], [flip(self._read(gt[i], True)) for i in indices],
                     flip(self._read(paths[r], False)), flip(self._read(gt[r], True)))

@@ -263,8 +263,8 @@ def train(config: EngineConfig, settings: TrainSettings, resume: bool = True) ->
                         batch_size=settings.batch_size, num_workers=settings.workers,
                         persistent_workers=settings.workers > 0)
     batches = iter(loader)
-    clips = VideoPairs(settings.data, exclude=(settings.holdout,)) if settings.recurrent_fraction > 0 else None
-    builder = ExampleBuilder(config) if clips else None
+    clip_source = VideoPairs(settings.data, exclude=(settings.holdout,)) if settings.recurrent_fraction > 0 else None
+    builder = ExampleBuilder(config) if clip_source else None
     log = (out / "losses.jsonl").open("a")
     progress = tqdm(total=settings.iterations, initial=start, desc="train", unit="it")
     running: dict[str, float] = {}
@@ -275,8 +275,8 @@ def train(config: EngineConfig, settings: TrainSettings, resume: bool = True) ->
             group["lr"] = base * 0.5 * (1 + math.cos(math.pi * iteration / settings.iterations))
         optimizer.zero_grad(set_to_none=True)
         rng = np.random.default_rng([settings.seed, 7, iteration])  # per iteration: resumable
-        if clips is not None and rng.random() < settings.recurrent_fraction:
-            parts = recurrent_losses(model, [clips.sample_clip(rng, settings.clip_steps + 1)
+        if clip_source is not None and rng.random() < settings.recurrent_fraction:
+            parts = recurrent_losses(model, [clip_source.sample_clip(rng, settings.clip_steps + 1)
                                              for _ in range(settings.batch_size)], builder, rng, config)
         else:
             parts, _ = losses(model, next(batches), config)
