@@ -9,10 +9,13 @@ start (noisy panning background, rotating striped sprites).
 """
 
 import numpy as np
+import pytest
 
+from vos_ros.config import TrackingConfig
 from vos_ros.data.synthetic import make_clip
 from vos_ros.eval.metrics import jaccard
 from vos_ros.inference import TargetStatus
+from vos_ros.inference.engine import reacquire_bar
 from vos_ros.inference.video import segment_video
 
 HIDE = (20, 34)
@@ -42,3 +45,14 @@ def test_hidden_object_is_lost_then_reidentified(cpu_tracker_factory):
     assert np.mean(ious) > 0.6, ious
     ious_2 = [jaccard(run.labels[i] == 2, clip.labels[i] == 2) for i in range(1, HIDE[1])]
     assert np.mean(ious_2) > 0.6, ious_2
+
+
+def test_reacquire_bar_follows_the_targets_own_match():
+    """The bar is the configured one until the target has been tracked, then ratio x its own
+    level (a rider tracked at 0.72 keeps its 0.66 occluded remnant), never above the configured
+    bar nor below lost_appearance."""
+    tracking = TrackingConfig(lost_appearance=0.4, reacquire_appearance=0.65, reacquire_ratio=0.8)
+    assert reacquire_bar(tracking, None) == 0.65
+    assert reacquire_bar(tracking, 0.72) == pytest.approx(0.576)
+    assert reacquire_bar(tracking, 0.955) == 0.65
+    assert reacquire_bar(tracking, 0.3) == 0.4

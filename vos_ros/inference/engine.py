@@ -18,8 +18,10 @@ Choices where the paper is silent (documented per item):
   target had when last seen whole. Its candidates are ranked by their mean
   first-frame appearance match (its Eq. 2 embeddings are stale by then); it is
   re-acquired only when the best candidate's match, and then the match over the
-  mask the MRN finds there, reach `reacquire_appearance` (status REIDENTIFIED
-  for that frame).
+  mask the MRN finds there, reach the target's re-acquisition bar (status
+  REIDENTIFIED for that frame): `reacquire_appearance`, lower for objects that
+  matched their first frame less well while tracked (`reacquire_ratio`: a fixed
+  bar lost a real occluded rider for good).
 - A re-acquired target has no warped prior; the MRN gets a box prior instead
   (ones inside the candidate box).
 - The MRN's second prior is the first-frame appearance match (model/match.py):
@@ -44,7 +46,7 @@ import numpy as np
 import torch
 
 from ..backends import Backend, BackendUnavailable, create_backend
-from ..config import EngineConfig, load_config
+from ..config import EngineConfig, TrackingConfig, load_config
 from ..model.backbone import STRIDES
 from ..model.crpn import conditional_anchors, embed, match_distance, propose, rois, select_candidates
 from ..model.decision import flow_features
@@ -63,6 +65,14 @@ MAX_GROWTH_STEPS = 16  # lost-search growth stops here (1.5^16 is far past any f
 LOST_CANDIDATES_FACTOR = 2  # a lost target ranks 2 x crpn.top_n candidates by appearance
 
 
+def reacquire_bar(tracking: TrackingConfig, appearance_level: float | None) -> float:
+    """The appearance match a lost target's candidate, or an occluded target's remnant, must reach:
+    lower for a target that matched its first frame less well while tracked (`appearance_level`)."""
+    if appearance_level is None:
+        return tracking.reacquire_appearance
+    return max(tracking.lost_appearance, min(tracking.reacquire_appearance, tracking.reacquire_ratio * appearance_level))
+
+
 @dataclass
 class _Target:
     id: int
@@ -75,6 +85,7 @@ class _Target:
     tracked_size: tuple[float, float]  # (w, h) of the last box seen whole (TRACKING): a lost search's scale
     score: float
     ref_area: float
+    appearance_level: float | None = None  # smoothed mean appearance match while TRACKING
     status: TargetStatus = TargetStatus.TRACKING
     frames_lost: int = 0
 
@@ -406,7 +417,7 @@ class Tracker:
                 if lost:
                     appearance = self._candidate_appearance(target, boxes[keep], features, plan.view, region)
                     best = int(appearance.argmax())
-                    if float(appearance[best]) < self.config.tracking.reacquire_appearance:
+                    if float(appearance[best]) < reacquire_bar(self.config.tracking, target.appearance_level):
                         continue  # nothing here looks like the target: stay lost, skip the MRN
                 else:
                     emb = embed(feat4, rois(plan.view, boxes[keep]), stride, cfg.roi_size)
@@ -422,7 +433,7 @@ class Tracker:
         """Mean first-frame appearance match inside each candidate box (input pixels), (N,).
 
         Ranks a lost target's candidates: its last Eq. 2 embeddings are stale by then
-        (the returning object scored no better than background; see reacquire_appearance).
+        (the returning object scored no better than background; see tracking.reacquire_ratio).
         Matched per candidate RoI, as the MRN's prior is: one dense match over the
         whole view compares features at the tile's scale with the reference's RoI
         scale, and the returning object scored 0.3-0.4 there against 0.8-0.97 so.
@@ -498,7 +509,7 @@ class Tracker:
             # first frame: a vanished object's warped mask shrinks onto background that still
             # matches 0.5-0.6 (synthetic clip), as low as whole objects do on real video (0.56).
             strict = was_lost or occluded
-            min_appearance = tcfg.reacquire_appearance if strict else tcfg.lost_appearance
+            min_appearance = reacquire_bar(self.config.tracking, target.appearance_level) if strict else tcfg.lost_appearance
             if area < min_area or score < tcfg.lost_score or plan.appearance < min_appearance:
                 labels[mask] = 0  # a lost target's pixels leave the label map too
                 target.status = TargetStatus.LOST
@@ -515,6 +526,9 @@ class Tracker:
             else:
                 target.status = TargetStatus.TRACKING
                 target.ref_area = tcfg.area_ema * target.ref_area + (1 - tcfg.area_ema) * area
+                level = target.appearance_level
+                target.appearance_level = plan.appearance if level is None else (
+                    tcfg.appearance_ema * level + (1 - tcfg.appearance_ema) * plan.appearance)
             target.frames_lost = 0
             target.box = mask_box(mask)
             if target.status == TargetStatus.TRACKING:
