@@ -282,7 +282,7 @@ class Tracker:
                 return np.array([extent / 2])
             return np.linspace(side / 2, extent - side / 2, int(math.ceil((extent - side) / (side / 2))) + 1)
 
-        cx, cy = (target.box[0] + target.box[2]) / 2, (target.box[1] + target.box[3]) / 2
+        cx, cy = box_center(target.box)
         tiles = sorted(((x, y) for y in centres(height) for x in centres(width)),
                        key=lambda c: (c[0] - cx) ** 2 + (c[1] - cy) ** 2)
         x, y = tiles[(target.frames_lost - 1) % len(tiles)]
@@ -433,7 +433,7 @@ class Tracker:
         """Mean first-frame appearance match inside each candidate box (input pixels), (N,).
 
         Ranks a lost target's candidates: its last Eq. 2 embeddings are stale by then
-        (the returning object scored no better than background; see tracking.reacquire_ratio).
+        (the returning object scored no better than background; see tracking.reacquire_appearance).
         Matched per candidate RoI, as the MRN's prior is: one dense match over the
         whole view compares features at the tile's scale with the reference's RoI
         scale, and the returning object scored 0.3-0.4 there against 0.8-0.97 so.
@@ -509,7 +509,7 @@ class Tracker:
             # first frame: a vanished object's warped mask shrinks onto background that still
             # matches 0.5-0.6 (synthetic clip), as low as whole objects do on real video (0.56).
             strict = was_lost or occluded
-            min_appearance = reacquire_bar(self.config.tracking, target.appearance_level) if strict else tcfg.lost_appearance
+            min_appearance = reacquire_bar(tcfg, target.appearance_level) if strict else tcfg.lost_appearance
             if area < min_area or score < tcfg.lost_score or plan.appearance < min_appearance:
                 labels[mask] = 0  # a lost target's pixels leave the label map too
                 target.status = TargetStatus.LOST

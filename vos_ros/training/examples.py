@@ -40,7 +40,8 @@ from ..data import davis
 from ..model.crpn import conditional_anchors, encode_boxes
 from ..model.decision import flow_features
 from ..model.flow import DISFlow, flow_shape, warp_backward
-from ..model.geometry import Box, Region, box_iou, box_prior, clip_box, crop_roi, enlarge_box, mask_box
+from ..model.geometry import (Box, Region, box_center, box_iou, box_prior, box_size, clip_box, crop_roi, enlarge_box,
+                              mask_box)
 
 POSITIVE_IOU, NEGATIVE_IOU = 0.5, 0.3
 STRIDE4 = 16  # Res4 stride
@@ -146,7 +147,7 @@ class SyntheticPairs:
         box = mask_box(mask)
         if box is None:
             return self.source.sample(rng)
-        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        cx, cy = box_center(box)
         first = _affine(rng, cx, cy, width, height, 0.6)
 
         def moved(matrix: np.ndarray, strength: float) -> np.ndarray:
@@ -177,11 +178,12 @@ class SyntheticPairs:
             occ_mask = cv2.resize(occ_mask.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)
             obox = mask_box(occ_mask)
             if obox is not None:
-                ocx, ocy = (obox[0] + obox[2]) / 2, (obox[1] + obox[3]) / 2
+                ocx, ocy = box_center(obox)
                 m2 = cv2.getRotationMatrix2D((ocx, ocy), 0, rng.uniform(0.4, 0.8))
                 target_box = mask_box(masks[1]) or box
-                m2[:, 2] += np.array([(target_box[0] + target_box[2]) / 2 - ocx, (target_box[1] + target_box[3]) / 2 - ocy])
-                m2[:, 2] += rng.uniform(-0.5, 0.5, 2) * np.array([target_box[2] - target_box[0], target_box[3] - target_box[1]])
+                tcx, tcy = box_center(target_box)
+                m2[:, 2] += np.array([tcx - ocx, tcy - ocy])
+                m2[:, 2] += rng.uniform(-0.5, 0.5, 2) * np.array(box_size(target_box))
                 occ = cv2.warpAffine(occ_img, m2, (width, height))
                 om = cv2.warpAffine(occ_mask, m2, (width, height), flags=cv2.INTER_NEAREST) > 0
                 frames[1][om] = occ[om]
