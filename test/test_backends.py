@@ -123,6 +123,14 @@ def test_engine_on_onnxruntime_tracks_like_torch(exported, clip):
     assert runs[0].br_frames == runs[1].br_frames
 
 
+def test_onnxruntime_refuses_adapted_mrn_weights(exported):
+    config, model, folder, _ = exported
+    backend = OnnxRuntimeBackend(folder)
+    assert not backend.takes_mrn_weights  # so Tracker.from_model builds no adapter for it
+    with pytest.raises(BackendUnavailable, match="needs backend torch"):
+        backend.load_mrn(model.mrn)
+
+
 def test_export_cache_is_reused_and_keyed_by_weights(exported, monkeypatch):
     config, model, folder, cache = exported
 

@@ -114,6 +114,8 @@ def test_config_errors(tmp_path):
         load_config(bad)
     with pytest.raises(ConfigError, match="theta_c"):
         load_config("cpu", {"decision.theta_c": 1.5})
+    with pytest.raises(ConfigError, match="adaptation.iterations"):
+        load_config("cpu", {"adaptation.iterations": -1})
     with pytest.raises(ConfigError, match="not found"):
         load_config("nonexistent")
     assert load_config("gpu").features.mode == "full_frame"

@@ -124,6 +124,19 @@ class TrackingConfig:
 
 
 @dataclass
+class AdaptationConfig:
+    # First-frame adaptation of the MRN (training/online.py; not in DTN, which reports no online
+    # training): when targets are added, `examples` pairs per target are made from the annotated
+    # frame alone and the MRN is fine-tuned on them for `iterations` steps (0 = off). Torch
+    # backend only: onnxruntime and tensorrt run the offline weights.
+    iterations: int = 0
+    examples: int = 32  # pairs per target, built once; their backbone features are cached
+    batch_size: int = 8
+    lr: float = 1e-4
+    seed: int = 0
+
+
+@dataclass
 class EngineConfig:
     name: str = "custom"
     device: str = "cpu"
@@ -136,6 +149,7 @@ class EngineConfig:
     mrn: MRNConfig = field(default_factory=MRNConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    adaptation: AdaptationConfig = field(default_factory=AdaptationConfig)
 
     def validate(self) -> "EngineConfig":
         checks = [
@@ -158,6 +172,10 @@ class EngineConfig:
              "tracking: need 0 <= lost_appearance <= reacquire_appearance <= 1"),
             (0 < self.tracking.reacquire_ratio <= 1, "tracking.reacquire_ratio must be in (0, 1]"),
             (0 <= self.tracking.appearance_ema < 1, "tracking.appearance_ema must be in [0, 1)"),
+            (self.adaptation.iterations >= 0, "adaptation.iterations must be >= 0"),
+            (self.adaptation.examples >= 1 and self.adaptation.batch_size >= 1,
+             "adaptation.examples and adaptation.batch_size must be >= 1"),
+            (self.adaptation.lr > 0, "adaptation.lr must be > 0"),
         ]
         for ok, message in checks:
             if not ok:

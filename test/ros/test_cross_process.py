@@ -11,6 +11,7 @@ SEQUENCE = "car-shadow"  # 40 frames of 854x480
 
 
 def test_davis_sequence_across_processes_matches_the_engine(davis_root, weights_file):
+    from vos_ros.config import load_config
     from vos_ros.data import davis
     from vos_ros.eval.metrics import evaluate_sequence
     from vos_ros.inference.engine import Tracker
@@ -27,7 +28,9 @@ def test_davis_sequence_across_processes_matches_the_engine(davis_root, weights_
     received = [gt[0]]
     for stamp in run.image_stamps[1:]:
         received.append(run.arrays[stamp][1] if stamp in run.arrays else received[-1])
-    direct = segment_video(Tracker.from_config("cpu", weights=weights_file or None),
+    # The node's default: no first-frame adaptation (adaptation_iterations 0).
+    config = load_config("cpu", {"adaptation.iterations": 0})
+    direct = segment_video(Tracker.from_config(config, weights=weights_file or None),
                            [davis.read_frame(p) for p in davis.frame_paths(davis_root, SEQUENCE)], gt[0]).labels
     ros_score, direct_score = evaluate_sequence(received, gt), evaluate_sequence(direct, gt)
     print(f"J&F across processes {ros_score.JF:.4f}, engine directly {direct_score.JF:.4f}")

@@ -29,6 +29,7 @@ class Backend(ABC):
     device: torch.device  # where the engine keeps the tensors it passes in
     precision: str  # fp32 | fp16 | int8
     mrn_roi_sizes: tuple[int, ...]  # RoIAlign output size per level (Res2..Res5) that the MRN expects
+    takes_mrn_weights: bool = False  # load_mrn works (first-frame adaptation, training/online.py)
 
     @property
     def label(self) -> str:
@@ -50,3 +51,8 @@ class Backend(ABC):
     @abstractmethod
     def mrn(self, roi_features: list[torch.Tensor], priors: torch.Tensor) -> torch.Tensor:
         """Levels 2..5 (K, C_j, m_j, m_j) and priors (K, 2, M, M: warped previous mask, appearance match) -> mask logits (K, 1, M, M)."""
+
+    def load_mrn(self, mrn: torch.nn.Module) -> None:
+        """Run the MRN with `mrn`'s weights from now on (first-frame adaptation)."""
+        raise BackendUnavailable(f"backend {self.name} runs compiled graphs and cannot take new MRN weights "
+                                 "at run time (first-frame adaptation needs backend torch)")

@@ -10,6 +10,7 @@ from .base import Backend
 
 class TorchBackend(Backend):
     name = "torch"
+    takes_mrn_weights = True
 
     def __init__(self, model: DTN, device: str | torch.device = "cpu", precision: str | None = None):
         self.device = torch.device(device)
@@ -39,3 +40,6 @@ class TorchBackend(Backend):
 
     def mrn(self, roi_features: list[torch.Tensor], priors: torch.Tensor) -> torch.Tensor:
         return self.model.mrn([self._in(f) for f in roi_features], self._in(priors)).float()
+
+    def load_mrn(self, mrn: torch.nn.Module) -> None:
+        self.model.mrn.load_state_dict(mrn.state_dict())  # copied into this backend's device and dtype

@@ -36,6 +36,7 @@ state) runs here as torch ops on the backend's device.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass
@@ -50,12 +51,13 @@ from ..config import EngineConfig, TrackingConfig, load_config
 from ..model.backbone import STRIDES
 from ..model.crpn import conditional_anchors, embed, match_distance, propose, rois, select_candidates
 from ..model.decision import flow_features
-from ..model.dtn import load_dtn
+from ..model.dtn import DTN, load_dtn
 from ..model.flow import build_flow, flow_shape, warp_backward
 from ..model.geometry import (Box, Region, box_center, box_prior, box_size, clip_box, crop_roi, enlarge_box, mask_box,
                               paste_roi)
 from ..model.match import appearance_match, match_features
 from ..model.mrn import roi_levels
+from ..training.online import AdaptationReport, MRNAdapter
 from .merge import merge_windows
 from .types import EngineInputError, FrameResult, Stream, TargetResult, TargetStatus
 
@@ -108,9 +110,12 @@ class _Plan:
 class Tracker:
     """DTN video object segmentation, streaming, ROS-free."""
 
-    def __init__(self, config: EngineConfig, backend: Backend):
+    def __init__(self, config: EngineConfig, backend: Backend, adapter: MRNAdapter | None = None):
         self.config = config
         self.backend = backend
+        # First-frame adaptation (training/online.py): refits the backend's MRN when targets are added.
+        self.adapter = adapter
+        self.last_adaptation: AdaptationReport | None = None
         self.device = backend.device
         self.flow = build_flow(config.flow.method, config.flow.preset, config.flow.scale)
         self._targets: dict[int, _Target] = {}
@@ -138,8 +143,21 @@ class Tracker:
             raise BackendUnavailable(f"device '{device}' requested but CUDA is not available ({hint})")
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
-        model = load_dtn(cfg, weights, untrained)
-        return cls(cfg, create_backend(backend, model, cfg, device, precision, cache_dir))
+        return cls.from_model(cfg, load_dtn(cfg, weights, untrained), backend, device, precision, cache_dir)
+
+    @classmethod
+    def from_model(
+        cls, config: EngineConfig, model: DTN, backend: str = "torch", device: str = "cpu",
+        precision: str | None = None, cache_dir: str | None = None,
+    ) -> "Tracker":
+        """A tracker running `model` (weights loaded, on the CPU) behind `backend`, with first-frame
+        adaptation when the config enables it and the backend can take new MRN weights."""
+        offline_mrn = copy.deepcopy(model.mrn)  # before the backend moves and casts the model
+        runner = create_backend(backend, model, config, device, precision, cache_dir)
+        adapter = None
+        if config.adaptation.iterations > 0 and runner.takes_mrn_weights:
+            adapter = MRNAdapter(config, offline_mrn, runner.device)
+        return cls(config, runner, adapter)
 
     def warm_up(self, width: int = 854, height: int = 480) -> None:
         """One add + step on a blank frame, then reset: the first real frame then runs at full speed
@@ -149,7 +167,7 @@ class Tracker:
         frame = np.full((height, width, 3), 127, np.uint8)
         labels = np.zeros((height, width), np.uint16)
         labels[height // 3:2 * height // 3, width // 3:2 * width // 3] = 1
-        self.add_targets(frame, labels)
+        self._add_targets(frame, labels, (), adapt=False)
         self.step(frame)
         self.reset()
 
@@ -159,6 +177,10 @@ class Tracker:
         return sorted(self._targets)
 
     def reset(self) -> None:
+        if self.adapter is not None and self.adapter.target_ids:
+            self.adapter.clear()
+            self.adapter.fit()  # no pairs left: the offline weights
+            self.backend.load_mrn(self.adapter.network)
         self._targets.clear()
         self._prev_gray = None
         self._frame_size = None
@@ -170,16 +192,24 @@ class Tracker:
             raise EngineInputError(f"unknown target ids {unknown}; tracked ids are {self.target_ids}")
         for i in ids:
             del self._targets[i]
+        if self.adapter is not None:  # the adapted MRN stays; the next refit leaves these out
+            self.adapter.remove(ids)
         return sorted(set(ids))
 
-    @torch.inference_mode()
     def add_targets(self, image: np.ndarray, labels: np.ndarray, later_frames: Sequence[np.ndarray] = ()) -> list[int]:
         """Start tracking the objects of label map `labels` (pixel = id), drawn on `image`.
 
         `later_frames` are the frames after `image` up to the live one (oldest
         first); only the new targets are propagated through them, so they catch
         up while the other targets stay as they are. Re-adding an id restarts it.
+        With first-frame adaptation on, this call also refits the MRN (seconds on a
+        CPU; `last_adaptation` reports it).
         """
+        return self._add_targets(image, labels, later_frames, adapt=True)
+
+    @torch.inference_mode()
+    def _add_targets(self, image: np.ndarray, labels: np.ndarray, later_frames: Sequence[np.ndarray],
+                     adapt: bool) -> list[int]:
         width, height = self._check_image(image, allow_new_size=not self._targets)
         for frame in later_frames:
             self._check_image(frame, allow_new_size=False, expected=(width, height))
@@ -197,6 +227,13 @@ class Tracker:
         if total > self.config.tracking.max_objects:
             raise EngineInputError(f"{total} objects exceed tracking.max_objects={self.config.tracking.max_objects}")
 
+        if adapt and self.adapter is not None:
+            start = time.perf_counter()
+            self.adapter.add(image, labels, ids, self.backend.backbone)
+            report = self.adapter.fit()
+            self.backend.load_mrn(self.adapter.network)
+            report.seconds = time.perf_counter() - start
+            self.last_adaptation = report
         masks = {i: labels == i for i in ids}
         boxes = {i: mask_box(m) for i, m in masks.items()}
         regions = [self._region(boxes[i], width, height) for i in ids]

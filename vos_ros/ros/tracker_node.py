@@ -76,11 +76,14 @@ PARAMETERS: dict[str, tuple[object, str, bool]] = {
     "weights": ("", "weights file; empty = the configuration's", False),
     "flow_preset": ("", "DIS preset ultrafast|fast|medium; empty = the configuration's", False),
     "max_objects": (0, "most targets tracked at once; 0 = the configuration's", False),
+    "adaptation_iterations": (0, "first-frame adaptation steps per add (torch backend only); 0 = off: the add "
+                                 "holds the stream while it runs (cpu configuration's 50: about 11 s on 2 cores); "
+                                 "-1 = the configuration's", False),
     "cpu_threads": (-1, "torch intra-op threads: -1 = all cores but one (left to the camera driver, DDS and "
                         "the executor), 0 = the configuration's", False),
     "ring_buffer_length": (30, "received frames kept for masks drawn on a past frame", False),
     "init_mask_wait_s": (2.0, "how long a mask stamped after the newest frame waits for its frame", False),
-    "service_timeout_s": (30.0, "how long a service call waits for the worker", False),
+    "service_timeout_s": (60.0, "how long a service call waits for the worker (an add waits for first-frame adaptation)", False),
     "diagnostics_period_s": (1.0, "period of /diagnostics", False),
     "autostart": (True, "configure and activate on start (no lifecycle manager needed)", False),
     "theta_c": (-1.0, "decision threshold in [0, 1]: BP when confidence > theta_c; -1 = the configuration's", True),
@@ -101,6 +104,7 @@ def validate_parameter(name: str, value) -> str | None:
         "device": (lambda: value in ("", "cpu", "cuda") or value.startswith("cuda:"), "must be cpu, cuda, cuda:N or empty"),
         "flow_preset": (lambda: value in FLOW_PRESETS, f"must be one of {FLOW_PRESETS}"),
         "max_objects": (lambda: value >= 0, "must be >= 0"),
+        "adaptation_iterations": (lambda: value >= -1, "must be >= -1"),
         "cpu_threads": (lambda: value >= -1, "must be >= -1"),
         "ring_buffer_length": (lambda: value >= 1, "must be >= 1"),
         "init_mask_wait_s": (lambda: value >= 0, "must be >= 0"),
@@ -215,6 +219,8 @@ class TrackerNode(LifecycleNode):
             overrides["flow.preset"] = self.param("flow_preset")
         if self.param("max_objects"):
             overrides["tracking.max_objects"] = int(self.param("max_objects"))
+        if self.param("adaptation_iterations") != -1:
+            overrides["adaptation.iterations"] = int(self.param("adaptation_iterations"))
         if self.param("device"):
             overrides["device"] = self.param("device")
         if self.param("cpu_threads"):
@@ -561,8 +567,12 @@ class TrackerNode(LifecycleNode):
             added = self._engine.add_targets(frame.rgb, labels, later_frames=later)
             for i in added:
                 self._names[i] = cmd.names.get(i, self._names.get(i, ""))
+            adapted = self._engine.last_adaptation
+            adaptation = (f"; MRN adapted to {adapted.target_ids} in {adapted.seconds:.1f} s (loss on "
+                          f"{adapted.pairs} first-frame pairs {adapted.loss_before:.3f} -> {adapted.loss_after:.3f})"
+                          if adapted is not None and set(added) <= set(adapted.target_ids) else "")
             self.get_logger().info(f"{cmd.source}: tracking {added} from the frame at "
-                                   f"{frame.stamp_ns * 1e-9:.3f} s, caught up over {len(later)} frames")
+                                   f"{frame.stamp_ns * 1e-9:.3f} s, caught up over {len(later)} frames{adaptation}")
             return added
 
         self._run(cmd.reply, add)

@@ -193,6 +193,57 @@ class SyntheticPairs:
         return Pair(frames[0], masks[0], frames[1], masks[1], frames[2], masks[2])
 
 
+class FirstFramePairs:
+    """Pairs made from one annotated frame, for first-frame adaptation (training/online.py).
+
+    Lucid Data Dreaming (OVSNet's augmentation of the test videos' first frames): the
+    target is cut out, its hole inpainted (OpenCV Telea, at half resolution: the fill
+    only needs the background's colours), and it is pasted back twice with a small
+    random affine motion, the current frame with a colour change and a slight camera
+    motion. The other targets stay in the background: they are the distractors the
+    adapted MRN must learn to leave out. The reference is the annotated frame itself,
+    as the engine's first-frame match uses it.
+    """
+
+    HOLE_MARGIN = 15  # pixels around the object that the inpainting replaces (its blurred edge)
+
+    def __init__(self, image: np.ndarray, labels: np.ndarray, ids: list[int]):
+        self.image, self.labels, self.ids = image, labels, ids
+        height, width = labels.shape
+        half = (width // 2, height // 2)
+        small = cv2.resize(image, half, interpolation=cv2.INTER_AREA)
+        kernel = np.ones((self.HOLE_MARGIN, self.HOLE_MARGIN), np.uint8)
+        self.backgrounds = {}
+        for i in ids:
+            hole = cv2.dilate((labels == i).astype(np.uint8), kernel)
+            filled = cv2.inpaint(small, cv2.resize(hole, half, interpolation=cv2.INTER_NEAREST), 5, cv2.INPAINT_TELEA)
+            background = image.copy()
+            background[hole > 0] = cv2.resize(filled, (width, height))[hole > 0]
+            self.backgrounds[i] = background
+
+    def sample(self, rng: np.random.Generator, target: int) -> Pair:
+        mask = self.labels == target
+        height, width = mask.shape
+        cx, cy = box_center(mask_box(mask))
+        first = _affine(rng, cx, cy, width, height, 0.3)
+        motion = _affine(rng, width / 2, height / 2, width, height, 0.15)
+        second = (np.vstack([motion, [0, 0, 1]]) @ np.vstack([first, [0, 0, 1]]))[:2]
+        camera = _affine(rng, width / 2, height / 2, width, height, 0.05)
+        views = []
+        for k, matrix in enumerate((first, second)):
+            background = self.backgrounds[target]
+            if k == 1:
+                background = cv2.warpAffine(background, camera, (width, height), borderMode=cv2.BORDER_REFLECT)
+            obj = cv2.warpAffine(self.image, matrix, (width, height))
+            m = cv2.warpAffine(mask.astype(np.uint8), matrix, (width, height), flags=cv2.INTER_NEAREST) > 0
+            if k == 1:
+                obj = _colour_jitter(rng, obj)
+            alpha = cv2.GaussianBlur(m.astype(np.float32), (7, 7), 0)[..., None]  # feathered, as SyntheticPairs
+            views.append(((background * (1 - alpha) + obj * alpha).astype(np.uint8), m))
+        (prev_image, prev_mask), (image, current) = views
+        return Pair(prev_image, prev_mask, image, current, self.image, mask)
+
+
 def perturb_mask(rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
     """Imitate a tracker's own previous-frame errors: erode/dilate and shift a little."""
     box = mask_box(mask)

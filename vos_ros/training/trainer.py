@@ -49,7 +49,6 @@ from torch.utils.data import DataLoader, IterableDataset, default_collate, get_w
 from torchvision.ops import roi_align
 from tqdm import tqdm
 
-from ..backends import create_backend
 from ..config import EngineConfig
 from ..data import davis
 from ..eval.metrics import evaluate_sequence
@@ -61,6 +60,7 @@ from ..model.geometry import paste_roi
 from ..model.match import appearance_match, match_features
 from ..model.mrn import roi_levels
 from .examples import Clip, ExampleBuilder, Pair, SyntheticPairs, VideoPairs
+from .losses import mrn_loss
 
 MATCH_LEVEL = 2
 
@@ -114,16 +114,6 @@ class PairStream(IterableDataset):
                 yield example
 
 
-def soft_iou_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """1 - soft Jaccard per RoI. Pixel BCE alone let the masks shrink (objects are a
-    minority of each RoI's pixels); this term weighs every object equally, whatever its area."""
-    p = torch.sigmoid(logits).flatten(1)
-    t = target.flatten(1)
-    intersection = (p * t).sum(1)
-    union = (p + t - p * t).sum(1)
-    return (1 - (intersection + 1) / (union + 1)).mean()
-
-
 def _roi_features(model: DTN, feats: list[torch.Tensor], boxes: torch.Tensor, offset: int) -> list[torch.Tensor]:
     """One box per image: batch images offset..offset+len(boxes)."""
     index = torch.arange(offset, offset + boxes.shape[0], dtype=torch.float32)[:, None]
@@ -143,7 +133,7 @@ def losses(model: DTN, batch: dict[str, torch.Tensor], config: EngineConfig
         match_features(roi_feats), match_features(_roi_features(model, feats, batch["ref_roi"], b)), batch["ref_mask"],
         config.mrn.match_top_k, config.mrn.match_temperature, model.mrn.roi_size)
     logits = model.mrn(roi_feats, torch.cat([batch["prior"], match], 1))
-    l_mrn = F.binary_cross_entropy_with_logits(logits, batch["mask"]) + soft_iou_loss(logits, batch["mask"])
+    l_mrn = mrn_loss(logits, batch["mask"])
 
     anchors = batch["anchors"]  # (B, A, 4)
     n = anchors.shape[1]
@@ -213,7 +203,7 @@ def holdout_score(model: DTN, config: EngineConfig, data: str, sequence: str) ->
     """J&F of the engine (torch backend, CPU) on one held-out training sequence."""
     network = copy.deepcopy(model).eval()
     network.mrn.correction_scale = config.mrn.correction_scale
-    tracker = Tracker(config, create_backend("torch", network, config, "cpu", None, None))
+    tracker = Tracker.from_model(config, network)
     gt = davis.read_ground_truth(data, sequence)
     frames = (davis.read_frame(p) for p in davis.frame_paths(data, sequence))
     return evaluate_sequence(segment_video(tracker, frames, gt[0]).labels, gt).JF

@@ -1,0 +1,74 @@
+"""First-frame adaptation (training/online.py): pairs dreamt from the annotated frame, a deterministic
+fit that lowers the MRN loss on them, and the engine's refit on add and restore on reset."""
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from vos_ros.config import load_config
+from vos_ros.data.synthetic import make_clip
+from vos_ros.inference import Tracker
+from vos_ros.training.examples import FirstFramePairs
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return make_clip(6, (320, 240), num_objects=2, seed=4)
+
+
+def test_first_frame_pairs_move_the_target_and_keep_the_other_objects(clip):
+    image, labels = clip.frames[0], clip.labels[0]
+    pairs = FirstFramePairs(image, labels, [1, 2])
+    pair = pairs.sample(np.random.default_rng(0), 1)
+    assert pair.prev_mask.any() and pair.mask.any()
+    assert not np.array_equal(pair.prev_mask, labels == 1) and not np.array_equal(pair.mask, pair.prev_mask)
+    assert pair.ref_image is image and np.array_equal(pair.ref_mask, labels == 1)
+    # Object 2 stays where it is in the previous view, except near object 1's old place (inpainted)
+    # and new place (pasted over it, with a feathered edge).
+    def near(mask, pixels):
+        return cv2.dilate(mask.astype(np.uint8), np.ones((pixels, pixels), np.uint8)) > 0
+
+    keep = (labels == 2) & ~near(labels == 1, FirstFramePairs.HOLE_MARGIN) & ~near(pair.prev_mask, 9)
+    assert keep.sum() > 100
+    assert np.abs(pair.prev_image[keep].astype(int) - image[keep].astype(int)).mean() < 2
+    # Object 1's own place is filled with background, not left as a copy of it.
+    hole = (labels == 1) & ~pair.prev_mask
+    assert np.abs(pair.prev_image[hole].astype(int) - image[hole].astype(int)).mean() > 10
+
+
+def _mrn_state(tracker):
+    return {k: v.clone() for k, v in tracker.backend.model.mrn.state_dict().items()}
+
+
+def test_add_refits_the_mrn_deterministically_and_reset_restores_the_offline_weights(clip):
+    config = load_config("cpu", {"adaptation.iterations": 15, "adaptation.examples": 8})
+    tracker = Tracker.from_config(config)
+    offline = _mrn_state(tracker)
+    tracker.add_targets(clip.frames[0], clip.labels[0])
+    report = tracker.last_adaptation
+    assert report.target_ids == [1, 2] and report.pairs == 16 and report.seconds > 0
+    assert report.loss_after < report.loss_before
+    adapted = _mrn_state(tracker)
+    assert any(not torch.equal(offline[k], adapted[k]) for k in offline)
+    tracker.step(clip.frames[1])
+
+    tracker.reset()
+    assert all(torch.equal(offline[k], v) for k, v in _mrn_state(tracker).items())
+    tracker.add_targets(clip.frames[0], clip.labels[0])
+    assert all(torch.equal(adapted[k], v) for k, v in _mrn_state(tracker).items())
+
+    # A removed target's pairs leave later fits: re-adding object 1 alone fits its pairs only.
+    tracker.remove_targets([2])
+    tracker.add_targets(clip.frames[0], np.where(clip.labels[0] == 1, 1, 0))
+    assert tracker.last_adaptation.target_ids == [1] and tracker.last_adaptation.pairs == 8
+
+
+def test_adaptation_off_or_unsupported_leaves_the_offline_mrn(clip):
+    tracker = Tracker.from_config(load_config("cpu", {"adaptation.iterations": 0}))
+    assert tracker.adapter is None
+    offline = _mrn_state(tracker)
+    tracker.add_targets(clip.frames[0], clip.labels[0])
+    assert tracker.last_adaptation is None
+    assert all(torch.equal(offline[k], v) for k, v in _mrn_state(tracker).items())
+

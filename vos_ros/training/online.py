@@ -1,0 +1,143 @@
+"""First-frame adaptation: the MRN fine-tuned on the annotated frame of the video it tracks.
+
+Not in DTN (it reports no online training); RGMP, LIP and OSVOS-style methods
+fine-tune on the first frame, OVSNet dreams training pairs from it (Lucid Data
+Dreaming). Why here: trained on six sequences, the MRN's learnt correction is
+confident on the objects it has seen and wrong on others (model/mrn.py); a few
+seconds of fine-tuning on pairs made from the annotated frame alone
+(examples.FirstFramePairs) teaches it the objects it is actually asked to
+follow, and the other targets around them.
+
+Cost control (the tracker waits for it when targets are added): each target's
+pairs are built once and the backbone runs once over them (the backbone is
+frozen, so its features are cached); the iterations then run the MRN alone on
+random minibatches of the cached RoI features, priors and masks. The appearance
+match of every pair is computed once against the target's reference, which is
+the engine's first-frame reference (the same RoI and mask).
+
+One adapted MRN serves all targets (the engine batches them through one
+network): on every add it restarts from the offline weights and fits the pairs
+of all current targets. Removing a target drops its pairs for later fits.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.utils.data import default_collate
+
+from ..config import EngineConfig
+from ..model.match import appearance_match, match_features
+from ..model.mrn import MaskRefinementNetwork, roi_levels
+from .examples import ExampleBuilder, FirstFramePairs
+from .losses import mrn_loss
+
+
+@dataclass
+class AdaptationReport:
+    target_ids: list[int]
+    pairs: int
+    loss_before: float  # mean MRN loss over the pairs, offline weights
+    loss_after: float  # ... adapted weights
+    seconds: float = 0.0  # building the pairs and fitting, as the engine timed it
+
+
+@dataclass
+class _TargetPairs:
+    roi_features: list[torch.Tensor]  # levels 2..5, (P, C_j, m_j, m_j)
+    priors: torch.Tensor  # (P, 2, M, M): warped previous mask, appearance match
+    masks: torch.Tensor  # (P, 1, M, M)
+
+
+class MRNAdapter:
+    """Holds the offline MRN weights, each target's cached first-frame pairs, and fits an adapted copy."""
+
+    def __init__(self, config: EngineConfig, mrn: MaskRefinementNetwork, device: torch.device):
+        self.config = config
+        self.device = device
+        self.network = copy.deepcopy(mrn).to(device, torch.float32)
+        self.network.correction_scale = 1.0  # trained at full correction, as the trainer does
+        self._offline = copy.deepcopy(self.network.state_dict())
+        self._builder = ExampleBuilder(config)
+        self._pairs: dict[int, _TargetPairs] = {}
+
+    @property
+    def target_ids(self) -> list[int]:
+        return sorted(self._pairs)
+
+    def remove(self, ids: list[int]) -> None:
+        for i in ids:
+            self._pairs.pop(i, None)
+
+    def clear(self) -> None:
+        self._pairs.clear()
+
+    @torch.inference_mode(False)
+    @torch.no_grad()
+    def add(self, image: np.ndarray, labels: np.ndarray, ids: list[int],
+            backbone: Callable[[torch.Tensor], list[torch.Tensor]]) -> None:
+        """Build and cache the pairs of targets `ids` of label map `labels` (re-adding an id replaces them)."""
+        cfg = self.config
+        pairs = FirstFramePairs(image, labels, ids)
+        for i in ids:
+            rng = np.random.default_rng([cfg.adaptation.seed, i])
+            examples = []
+            for _ in range(4 * cfg.adaptation.examples):  # a pair whose previous mask left the frame is skipped
+                example = self._builder.build(pairs.sample(rng, i), rng)
+                if example is not None:
+                    examples.append(example)
+                if len(examples) == cfg.adaptation.examples:
+                    break
+            if not examples:
+                continue
+            batch = default_collate(examples)
+            images = torch.cat([batch["image"], batch["ref_image"][:1]]).to(self.device).float() / 255.0
+            features = backbone(images)
+            n = len(examples)
+            rows = torch.cat([torch.arange(n + 1, dtype=torch.float32)[:, None],
+                              torch.cat([batch["roi"], batch["ref_roi"][:1]])], 1).to(self.device)
+            levels = roi_levels([f.float() for f in features], rows, self.network.roi_sizes)
+            matching = match_features(levels)
+            match = appearance_match(matching[:n], matching[n:].expand(n, -1, -1, -1),
+                                     batch["ref_mask"][:1].to(self.device).expand(n, -1, -1),
+                                     cfg.mrn.match_top_k, cfg.mrn.match_temperature, self.network.roi_size)
+            self._pairs[i] = _TargetPairs([level[:n] for level in levels],
+                                          torch.cat([batch["prior"].to(self.device), match], 1),
+                                          batch["mask"].to(self.device))
+
+    @torch.inference_mode(False)
+    def fit(self) -> AdaptationReport:
+        """Fine-tune `network` from the offline weights on the cached pairs of all current targets
+        (no pairs: the offline weights themselves). Deterministic for the same targets and frame."""
+        settings = self.config.adaptation
+        self.network.load_state_dict(self._offline)
+        if not self._pairs:
+            self.network.eval()
+            return AdaptationReport([], 0, math.nan, math.nan)
+        pairs = [self._pairs[i] for i in self.target_ids]
+        features = [torch.cat([p.roi_features[j] for p in pairs]) for j in range(len(pairs[0].roi_features))]
+        priors, masks = torch.cat([p.priors for p in pairs]), torch.cat([p.masks for p in pairs])
+        generator = torch.Generator().manual_seed(settings.seed)
+        optimizer = torch.optim.AdamW(self.network.parameters(), lr=settings.lr, weight_decay=1e-4)
+        before = self._loss(features, priors, masks)
+        self.network.train()
+        with torch.enable_grad():
+            for _ in range(settings.iterations):
+                pick = torch.randint(masks.shape[0], (settings.batch_size,), generator=generator).to(self.device)
+                loss = mrn_loss(self.network([f[pick] for f in features], priors[pick]), masks[pick])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+        self.network.eval()
+        return AdaptationReport(self.target_ids, masks.shape[0], before, self._loss(features, priors, masks))
+
+    @torch.no_grad()
+    def _loss(self, features: list[torch.Tensor], priors: torch.Tensor, masks: torch.Tensor) -> float:
+        """Mean MRN loss over all cached pairs (the network in eval mode)."""
+        self.network.eval()
+        return float(mrn_loss(self.network(features, priors), masks))
