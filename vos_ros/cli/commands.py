@@ -33,8 +33,12 @@ def _tracker(args, backend: str | None = None) -> Tracker:
     chosen = backend or args.backend
     # A torch reference for a tensorrt bench runs on the same GPU.
     device = args.device or ("cuda" if args.backend == "tensorrt" else None)
-    return Tracker.from_config(config, weights=args.weights, device=device, untrained=args.untrained, backend=chosen,
-                               precision=args.precision if chosen == args.backend else None, cache_dir=args.cache)
+    tracker = Tracker.from_config(config, weights=args.weights, device=device, untrained=args.untrained,
+                                  backend=chosen, precision=args.precision if chosen == args.backend else None,
+                                  cache_dir=args.cache)
+    if config.adaptation.iterations > 0 and tracker.adapter is None:
+        print(f"note: backend {chosen} runs the offline MRN; first-frame adaptation needs backend torch")
+    return tracker
 
 
 def _print_run(name: str, run: VideoRun) -> None:

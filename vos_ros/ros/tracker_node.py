@@ -282,7 +282,11 @@ class TrackerNode(LifecycleNode):
         self._stop.clear()
         self._worker = threading.Thread(target=self._work, name="vos_tracker_worker", daemon=True)
         self._worker.start()
-        self.get_logger().info(f"active: backend {self._engine.backend.label}, device {self._engine.device}")
+        steps = self._engine_config.adaptation.iterations
+        adaptation = (f"{steps} steps per add" if self._engine.adapter is not None
+                      else "off" if steps == 0 else "unavailable on this backend (needs torch)")
+        self.get_logger().info(f"active: backend {self._engine.backend.label}, device {self._engine.device}, "
+                               f"first-frame adaptation {adaptation}")
         return super().on_activate(state)
 
     def _load_engine(self):
