@@ -152,10 +152,11 @@ class Tracker:
     ) -> "Tracker":
         """A tracker running `model` (weights loaded, on the CPU) behind `backend`, with first-frame
         adaptation when the config enables it and the backend can take new MRN weights."""
-        offline_mrn = copy.deepcopy(model.mrn)  # before the backend moves and casts the model
+        # The adapter's MRN is copied before the backend moves and casts the model.
+        offline_mrn = copy.deepcopy(model.mrn) if config.adaptation.iterations > 0 else None
         runner = create_backend(backend, model, config, device, precision, cache_dir)
         adapter = None
-        if config.adaptation.iterations > 0 and runner.takes_mrn_weights:
+        if offline_mrn is not None and runner.takes_mrn_weights:
             adapter = MRNAdapter(config, offline_mrn, runner.device)
         return cls(config, runner, adapter)
 
@@ -179,8 +180,7 @@ class Tracker:
     def reset(self) -> None:
         if self.adapter is not None and self.adapter.target_ids:
             self.adapter.clear()
-            self.adapter.fit()  # no pairs left: the offline weights
-            self.backend.load_mrn(self.adapter.network)
+            self.backend.load_mrn(self.adapter.network)  # the offline weights again
         self._targets.clear()
         self._prev_gray = None
         self._frame_size = None

@@ -574,7 +574,7 @@ class TrackerNode(LifecycleNode):
             adapted = self._engine.last_adaptation
             adaptation = (f"; MRN adapted to {adapted.target_ids} in {adapted.seconds:.1f} s (loss on "
                           f"{adapted.pairs} first-frame pairs {adapted.loss_before:.3f} -> {adapted.loss_after:.3f})"
-                          if adapted is not None and set(added) <= set(adapted.target_ids) else "")
+                          if adapted is not None else "")
             self.get_logger().info(f"{cmd.source}: tracking {added} from the frame at "
                                    f"{frame.stamp_ns * 1e-9:.3f} s, caught up over {len(later)} frames{adaptation}")
             return added

@@ -35,13 +35,15 @@ import numpy as np
 import torch
 from torchvision.ops import box_iou as torchvision_box_iou
 
-from ..config import EngineConfig
+from ..config import EngineConfig, MRNConfig
 from ..data import davis
 from ..model.crpn import conditional_anchors, encode_boxes
 from ..model.decision import flow_features
 from ..model.flow import DISFlow, flow_shape, warp_backward
 from ..model.geometry import (Box, Region, box_center, box_iou, box_prior, box_size, clip_box, crop_roi, enlarge_box,
                               mask_box)
+from ..model.match import appearance_match, match_features
+from ..model.mrn import roi_levels
 
 POSITIVE_IOU, NEGATIVE_IOU = 0.5, 0.3
 STRIDE4 = 16  # Res4 stride
@@ -69,6 +71,18 @@ def _colour_jitter(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
     gain = rng.uniform(0.75, 1.25, 3)
     bias = rng.uniform(-20, 20, 3)
     return np.clip(image.astype(np.float32) * gain + bias, 0, 255).astype(np.uint8)
+
+
+def _then(matrix: np.ndarray, motion: np.ndarray) -> np.ndarray:
+    """The 2x3 affine that applies `matrix`, then `motion`."""
+    return (np.vstack([motion, [0, 0, 1]]) @ np.vstack([matrix, [0, 0, 1]]))[:2]
+
+
+def _feathered_paste(background: np.ndarray, obj: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """`obj` over `background` inside `mask`, with feathered edges: a hard paste leaves a seam the
+    networks learn to find (a cue real video does not have)."""
+    alpha = cv2.GaussianBlur(mask.astype(np.float32), (7, 7), 0)[..., None]
+    return (background * (1 - alpha) + obj * alpha).astype(np.uint8)
 
 
 @dataclass
@@ -151,8 +165,7 @@ class SyntheticPairs:
         first = _affine(rng, cx, cy, width, height, 0.6)
 
         def moved(matrix: np.ndarray, strength: float) -> np.ndarray:
-            motion = _affine(rng, width / 2, height / 2, width, height, strength)
-            return (np.vstack([motion, [0, 0, 1]]) @ np.vstack([matrix, [0, 0, 1]]))[:2]
+            return _then(matrix, _affine(rng, width / 2, height / 2, width, height, strength))
 
         second = moved(first, 0.25)
         if rng.random() < 0.15:  # leaves the frame
@@ -166,11 +179,7 @@ class SyntheticPairs:
             m = cv2.warpAffine(mask, matrix, (width, height), flags=cv2.INTER_NEAREST) > 0
             if k == 1:
                 obj = _colour_jitter(rng, obj)
-            # Feathered edges: a hard paste leaves a seam the networks learn to find
-            # (a cue real video does not have).
-            alpha = cv2.GaussianBlur(m.astype(np.float32), (7, 7), 0)[..., None]
-            frame = (bg * (1 - alpha) + obj * alpha).astype(np.uint8)
-            frames.append(frame)
+            frames.append(_feathered_paste(bg, obj, m))
             masks.append(m)
         if rng.random() < 0.4:  # an occluder crosses in front in the current frame
             occ_img, occ_mask = self.source.random_frame(rng)
@@ -226,8 +235,7 @@ class FirstFramePairs:
         height, width = mask.shape
         cx, cy = box_center(mask_box(mask))
         first = _affine(rng, cx, cy, width, height, 0.3)
-        motion = _affine(rng, width / 2, height / 2, width, height, 0.15)
-        second = (np.vstack([motion, [0, 0, 1]]) @ np.vstack([first, [0, 0, 1]]))[:2]
+        second = _then(first, _affine(rng, width / 2, height / 2, width, height, 0.15))
         camera = _affine(rng, width / 2, height / 2, width, height, 0.05)
         views = []
         for k, matrix in enumerate((first, second)):
@@ -238,10 +246,24 @@ class FirstFramePairs:
             m = cv2.warpAffine(mask.astype(np.uint8), matrix, (width, height), flags=cv2.INTER_NEAREST) > 0
             if k == 1:
                 obj = _colour_jitter(rng, obj)
-            alpha = cv2.GaussianBlur(m.astype(np.float32), (7, 7), 0)[..., None]  # feathered, as SyntheticPairs
-            views.append(((background * (1 - alpha) + obj * alpha).astype(np.uint8), m))
+            views.append((_feathered_paste(background, obj, m), m))
         (prev_image, prev_mask), (image, current) = views
         return Pair(prev_image, prev_mask, image, current, self.image, mask)
+
+
+def mrn_inputs(features: list[torch.Tensor], batch: dict[str, torch.Tensor], reference_index: torch.Tensor,
+               roi_sizes: tuple[int, ...], mrn: MRNConfig) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The MRN's inputs for collated examples whose current views are images 0..B-1 of the
+    backbone `features` and whose reference views are images `reference_index` (B,): the RoI
+    levels and the priors (warped previous mask, appearance match against the reference RoI
+    and mask, computed as the engine does against the first frame)."""
+    device = features[0].device
+    rows = torch.cat([torch.arange(len(reference_index), dtype=torch.float32)[:, None], batch["roi"]], 1)
+    reference_rows = torch.cat([reference_index.float()[:, None], batch["ref_roi"]], 1)
+    levels = roi_levels(features, rows.to(device), roi_sizes)
+    match = appearance_match(match_features(levels), match_features(roi_levels(features, reference_rows.to(device), roi_sizes)),
+                             batch["ref_mask"].to(device), mrn.match_top_k, mrn.match_temperature, roi_sizes[0])
+    return levels, torch.cat([batch["prior"].to(device), match], 1)
 
 
 def perturb_mask(rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:

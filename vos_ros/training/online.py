@@ -32,9 +32,8 @@ import torch
 from torch.utils.data import default_collate
 
 from ..config import EngineConfig
-from ..model.match import appearance_match, match_features
-from ..model.mrn import MaskRefinementNetwork, roi_levels
-from .examples import ExampleBuilder, FirstFramePairs
+from ..model.mrn import MaskRefinementNetwork
+from .examples import ExampleBuilder, FirstFramePairs, mrn_inputs
 from .losses import mrn_loss
 
 
@@ -58,9 +57,10 @@ class MRNAdapter:
     """Holds the offline MRN weights, each target's cached first-frame pairs, and fits an adapted copy."""
 
     def __init__(self, config: EngineConfig, mrn: MaskRefinementNetwork, device: torch.device):
+        """`mrn` (offline weights) becomes the adapter's own network: pass a copy."""
         self.config = config
         self.device = device
-        self.network = copy.deepcopy(mrn).to(device, torch.float32)
+        self.network = mrn.to(device, torch.float32)
         self.network.correction_scale = 1.0  # trained at full correction, as the trainer does
         self._offline = copy.deepcopy(self.network.state_dict())
         self._builder = ExampleBuilder(config)
@@ -75,7 +75,9 @@ class MRNAdapter:
             self._pairs.pop(i, None)
 
     def clear(self) -> None:
+        """Drop every target's pairs; `network` goes back to the offline weights."""
         self._pairs.clear()
+        self.network.load_state_dict(self._offline)
 
     @torch.inference_mode(False)
     @torch.no_grad()
@@ -96,19 +98,12 @@ class MRNAdapter:
             if not examples:
                 continue
             batch = default_collate(examples)
-            images = torch.cat([batch["image"], batch["ref_image"][:1]]).to(self.device).float() / 255.0
-            features = backbone(images)
+            # Every pair's reference view is the annotated frame: the backbone sees it once (image n).
             n = len(examples)
-            rows = torch.cat([torch.arange(n + 1, dtype=torch.float32)[:, None],
-                              torch.cat([batch["roi"], batch["ref_roi"][:1]])], 1).to(self.device)
-            levels = roi_levels([f.float() for f in features], rows, self.network.roi_sizes)
-            matching = match_features(levels)
-            match = appearance_match(matching[:n], matching[n:].expand(n, -1, -1, -1),
-                                     batch["ref_mask"][:1].to(self.device).expand(n, -1, -1),
-                                     cfg.mrn.match_top_k, cfg.mrn.match_temperature, self.network.roi_size)
-            self._pairs[i] = _TargetPairs([level[:n] for level in levels],
-                                          torch.cat([batch["prior"].to(self.device), match], 1),
-                                          batch["mask"].to(self.device))
+            images = torch.cat([batch["image"], batch["ref_image"][:1]]).to(self.device).float() / 255.0
+            features = [level.float() for level in backbone(images)]
+            levels, priors = mrn_inputs(features, batch, torch.full((n,), n), self.network.roi_sizes, cfg.mrn)
+            self._pairs[i] = _TargetPairs(levels, priors, batch["mask"].to(self.device))
 
     @torch.inference_mode(False)
     def fit(self) -> AdaptationReport:

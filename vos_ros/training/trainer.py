@@ -54,12 +54,9 @@ from ..data import davis
 from ..eval.metrics import evaluate_sequence
 from ..inference.engine import Tracker
 from ..inference.video import segment_video
-from ..model.crpn import rois
 from ..model.dtn import DTN, load_weights, save_weights
 from ..model.geometry import paste_roi
-from ..model.match import appearance_match, match_features
-from ..model.mrn import roi_levels
-from .examples import Clip, ExampleBuilder, Pair, SyntheticPairs, VideoPairs
+from .examples import Clip, ExampleBuilder, Pair, SyntheticPairs, VideoPairs, mrn_inputs
 from .losses import mrn_loss
 
 MATCH_LEVEL = 2
@@ -114,12 +111,6 @@ class PairStream(IterableDataset):
                 yield example
 
 
-def _roi_features(model: DTN, feats: list[torch.Tensor], boxes: torch.Tensor, offset: int) -> list[torch.Tensor]:
-    """One box per image: batch images offset..offset+len(boxes)."""
-    index = torch.arange(offset, offset + boxes.shape[0], dtype=torch.float32)[:, None]
-    return roi_levels(feats, torch.cat([index, boxes], dim=1), model.mrn.roi_sizes)
-
-
 def losses(model: DTN, batch: dict[str, torch.Tensor], config: EngineConfig
            ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Eq. 5's terms, and the MRN's logits (B, 1, M, M) on each example's RoI."""
@@ -128,11 +119,7 @@ def losses(model: DTN, batch: dict[str, torch.Tensor], config: EngineConfig
     with torch.set_grad_enabled(torch.is_grad_enabled() and any(p.requires_grad for p in model.backbone.parameters())):
         feats = model.backbone(images)
     index = torch.arange(b, dtype=torch.float32)[:, None]
-    roi_feats = _roi_features(model, feats, batch["roi"], 0)
-    match = appearance_match(
-        match_features(roi_feats), match_features(_roi_features(model, feats, batch["ref_roi"], b)), batch["ref_mask"],
-        config.mrn.match_top_k, config.mrn.match_temperature, model.mrn.roi_size)
-    logits = model.mrn(roi_feats, torch.cat([batch["prior"], match], 1))
+    logits = model.mrn(*mrn_inputs(feats, batch, torch.arange(b, 2 * b), model.mrn.roi_sizes, config.mrn))
     l_mrn = mrn_loss(logits, batch["mask"])
 
     anchors = batch["anchors"]  # (B, A, 4)
