@@ -117,7 +117,8 @@ class TrackingConfig:
     # covers the whole feature map.
     lost_search_growth: float = 1.5
     # While lost, target_region scans the frame with square tiles of this many times the
-    # tracking region's side, one tile per lost target and frame, nearest tile first: the
+    # tracking region's side, one tile per lost target and frame (every other frame the tile
+    # where it was last seen, the others nearest first): the
     # object keeps a usable size in the 224-pixel input (the whole frame squeezed into it
     # left a returning object about one Res4 cell, and no candidate matched it).
     lost_tile_scale: float = 1.0

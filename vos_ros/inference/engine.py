@@ -14,7 +14,8 @@ Choices where the paper is silent (documented per item):
   its first-frame and last embeddings, outputs an empty mask, and is searched
   for by BR every frame: `full_frame` widens the anchor grid each lost frame;
   `target_region` scans the frame with tiles at the target's own scale, one tile
-  per frame, nearest first, anchors over the whole tile; both at the size the
+  per frame, every other frame the one where it was last seen, the others nearest
+  first, anchors over the whole tile; both at the size the
   target had when last seen whole. Its candidates are ranked by their mean
   first-frame appearance match (its Eq. 2 embeddings are stale by then); it is
   re-acquired only when the best candidate's match, and then the match over the
@@ -309,7 +310,9 @@ class Tracker:
 
         Tiles are squares of `lost_tile_scale` x the target's tracking region side,
         overlapping by half (any object of the target's size lies wholly inside one),
-        visited nearest-first from where the target was last seen, one per lost frame.
+        one per lost frame: the tile nearest where the target was last seen on odd lost
+        frames, the others nearest-first on even ones, so that where the target vanished is
+        never more than a frame from being looked at again.
         """
         tracking_side = self._region(self._search_box(target), width, height).side
         side = min(tracking_side * self.config.tracking.lost_tile_scale, float(max(width, height)))
@@ -322,7 +325,10 @@ class Tracker:
         cx, cy = box_center(target.box)
         tiles = sorted(((x, y) for y in centres(height) for x in centres(width)),
                        key=lambda c: (c[0] - cx) ** 2 + (c[1] - cy) ** 2)
-        x, y = tiles[(target.frames_lost - 1) % len(tiles)]
+        # Every other lost frame looks again where the target was last seen (an occluded object
+        # mostly reappears there); the frames between scan outwards.
+        n = target.frames_lost
+        x, y = tiles[0 if n % 2 else (n // 2) % len(tiles)]
         return Region(x - side / 2, y - side / 2, side, self.config.features.region_size)
 
     def _search_growth(self, frames_lost: int) -> float:
