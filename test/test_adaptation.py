@@ -72,3 +72,30 @@ def test_adaptation_off_or_unsupported_leaves_the_offline_mrn(clip):
     assert tracker.last_adaptation is None
     assert all(torch.equal(offline[k], v) for k, v in _mrn_state(tracker).items())
 
+
+
+def test_background_adaptation_tracks_on_and_swaps_in_the_same_fit(clip):
+    """adaptation.background: the add returns before the fit, steps run with the offline MRN until
+    it ends, then the very weights a blocking add would give are swapped in; a reset drops a fit
+    still running."""
+    overrides = {"adaptation.iterations": 15, "adaptation.examples": 8}
+    blocking = Tracker.from_config(load_config("cpu", overrides))
+    blocking.add_targets(clip.frames[0], clip.labels[0])
+    adapted = _mrn_state(blocking)
+
+    tracker = Tracker.from_config(load_config("cpu", {**overrides, "adaptation.background": True}))
+    offline = _mrn_state(tracker)
+    tracker.add_targets(clip.frames[0], clip.labels[0])
+    assert tracker.adaptation_pending and tracker.last_adaptation is None  # still fitting
+    result = tracker.step(clip.frames[1])
+    assert [t.id for t in result.targets] == [1, 2]
+    assert all(torch.equal(offline[k], v) for k, v in _mrn_state(tracker).items())
+    tracker.wait_for_adaptation()
+    assert not tracker.adaptation_pending and tracker.last_adaptation.target_ids == [1, 2] and tracker.last_adaptation.pairs == 16
+    assert all(torch.equal(adapted[k], v) for k, v in _mrn_state(tracker).items())
+    tracker.step(clip.frames[2])
+
+    tracker.add_targets(clip.frames[3], clip.labels[3])
+    tracker.reset()  # waits for the running fit, which must not be swapped in afterwards
+    tracker.step(clip.frames[4])
+    assert all(torch.equal(offline[k], v) for k, v in _mrn_state(tracker).items())

@@ -135,6 +135,10 @@ class AdaptationConfig:
     batch_size: int = 8
     lr: float = 1e-4
     seed: int = 0
+    # Fit in a worker thread: the add returns at once, tracking goes on with the MRN it had
+    # and the adapted one is swapped in at the first step after the fit ends (the ROS node:
+    # frames keep flowing during the seconds it takes). Off: the add waits for the fit.
+    background: bool = False
 
 
 @dataclass

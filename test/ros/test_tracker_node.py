@@ -28,11 +28,11 @@ CLIP = make_clip(num_frames=40, size=(320, 240), num_objects=2, seed=1)
 class Harness:
     """A running tracker (background executor thread) and a test node driving it."""
 
-    def __init__(self, weights: str):
+    def __init__(self, weights: str, parameters: tuple[Parameter, ...] = ()):
         self.context = Context()
         rclpy.init(context=self.context)
         overrides = [Parameter("image_qos", value="reliable"), Parameter("ring_buffer_length", value=6),
-                     Parameter("init_mask_wait_s", value=0.5), Parameter("image_qos_depth", value=20)]
+                     Parameter("init_mask_wait_s", value=0.5), Parameter("image_qos_depth", value=20), *parameters]
         if weights:
             overrides.append(Parameter("weights", value=weights))
         self.tracker = TrackerNode(context=self.context, parameter_overrides=overrides)
@@ -213,3 +213,26 @@ def test_unavailable_backend_falls_back_as_configured(ctx, weights_file):
         finally:
             node.stop_worker()
             node.destroy_node()
+
+
+def test_adaptation_runs_in_the_background_while_frames_flow(weights_file):
+    """With adaptation on (the configuration's 50 steps), the add answers and the stream is tracked
+    with the offline MRN while the fit runs; the adapted MRN is then swapped in between frames."""
+    h = Harness(weights_file, (Parameter("adaptation_iterations", value=-1),))
+    try:
+        assert spin_until(h.executor, lambda: h.images.get_subscription_count() > 0, 10)
+        first = h.publish(0)
+        h.publish_and_wait(1)
+        response = h.call(h.add, labels_request(CLIP.labels[0], first.header.stamp))
+        assert response.success, response.message
+        engine = h.tracker._engine
+        tracked_while_fitting = 0
+        for i in range(2, 400):
+            if engine.last_adaptation is not None:
+                break
+            tracked_while_fitting += [o.id for o in h.publish_and_wait(2 + i % 38).objects] == [1, 2]
+        assert tracked_while_fitting > 0
+        assert engine.last_adaptation is not None and engine.last_adaptation.target_ids == [1, 2]
+        assert [o.id for o in h.publish_and_wait(3).objects] == [1, 2]
+    finally:
+        h.close()

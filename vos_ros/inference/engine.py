@@ -40,6 +40,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -116,7 +117,11 @@ class Tracker:
         self.backend = backend
         # First-frame adaptation (training/online.py): refits the backend's MRN when targets are added.
         self.adapter = adapter
-        self.last_adaptation: AdaptationReport | None = None
+        self.last_adaptation: AdaptationReport | None = None  # the fit now in use
+        # adaptation.background: one worker runs the adapter's calls in order; only the newest fit
+        # is swapped in (a reset drops it).
+        self._adaptation_worker: ThreadPoolExecutor | None = None
+        self._pending_fit: Future | None = None
         self.device = backend.device
         self.flow = build_flow(config.flow.method, config.flow.preset, config.flow.scale)
         self._targets: dict[int, _Target] = {}
@@ -179,8 +184,11 @@ class Tracker:
         return sorted(self._targets)
 
     def reset(self) -> None:
-        if self.adapter is not None and self.adapter.target_ids:
-            self.adapter.clear()
+        """Forget every target; the MRN goes back to the offline weights (with background
+        adaptation this waits for a fit still running)."""
+        self._pending_fit = None
+        if self.adapter is not None:
+            self._adapter_call(self.adapter.clear).result()
             self.backend.load_mrn(self.adapter.network)  # the offline weights again
         self._targets.clear()
         self._prev_gray = None
@@ -194,7 +202,7 @@ class Tracker:
         for i in ids:
             del self._targets[i]
         if self.adapter is not None:  # the adapted MRN stays; the next refit leaves these out
-            self.adapter.remove(ids)
+            self._adapter_call(self.adapter.remove, ids)
         return sorted(set(ids))
 
     def add_targets(self, image: np.ndarray, labels: np.ndarray, later_frames: Sequence[np.ndarray] = ()) -> list[int]:
@@ -204,7 +212,8 @@ class Tracker:
         first); only the new targets are propagated through them, so they catch
         up while the other targets stay as they are. Re-adding an id restarts it.
         With first-frame adaptation on, this call also refits the MRN (seconds on a
-        CPU; `last_adaptation` reports it).
+        CPU; `last_adaptation` reports it), or with `adaptation.background` starts the
+        refit and returns: `step()` swaps the adapted MRN in when it is ready.
         """
         return self._add_targets(image, labels, later_frames, adapt=True)
 
@@ -229,12 +238,8 @@ class Tracker:
             raise EngineInputError(f"{total} objects exceed tracking.max_objects={self.config.tracking.max_objects}")
 
         if adapt and self.adapter is not None:
-            start = time.perf_counter()
-            self.adapter.add(image, labels, ids, self.backend.backbone)
-            report = self.adapter.fit()
-            self.backend.load_mrn(self.adapter.network)
-            report.seconds = time.perf_counter() - start
-            self.last_adaptation = report
+            self._pending_fit = self._adapter_call(self._adapt, image.copy(), labels.copy(), ids)
+            self._swap_adapted_mrn()
         masks = {i: labels == i for i in ids}
         boxes = {i: mask_box(m) for i, m in masks.items()}
         regions = [self._region(boxes[i], width, height) for i in ids]
@@ -268,6 +273,7 @@ class Tracker:
     def step(self, image: np.ndarray) -> FrameResult:
         """Segment and track every target in the next frame (RGB uint8, H x W x 3)."""
         width, height = self._check_image(image, allow_new_size=not self._targets)
+        self._swap_adapted_mrn()
         gray = self.flow.prepare(image)
         if not self._targets or self._prev_gray is None:
             self._prev_gray, self._frame_size = gray, (width, height)
@@ -275,6 +281,46 @@ class Tracker:
         result = self._track([self._targets[i] for i in self.target_ids], image, self._prev_gray, gray)
         self._prev_gray = gray
         return result
+
+    # ------------------------------------------------------------ adaptation
+    def _adapter_call(self, fn, *args) -> Future:
+        """Run an adapter call now, or queued on the worker with adaptation.background."""
+        if not self.config.adaptation.background:
+            future = Future()
+            future.set_result(fn(*args))
+            return future
+        if self._adaptation_worker is None:
+            self._adaptation_worker = ThreadPoolExecutor(1, thread_name_prefix="vos_ros_adaptation")
+        return self._adaptation_worker.submit(fn, *args)
+
+    def _adapt(self, image: np.ndarray, labels: np.ndarray, ids: list[int]) -> tuple[AdaptationReport, torch.nn.Module]:
+        """Pairs for `ids`, then a refit on every current target's pairs: the adapted MRN (a copy
+        when fitted in the background, where the next fit may already be changing the adapter's)."""
+        start = time.perf_counter()
+        self.adapter.add(image, labels, ids, self.backend.backbone)
+        report = self.adapter.fit()
+        report.seconds = time.perf_counter() - start
+        network = copy.deepcopy(self.adapter.network) if self.config.adaptation.background else self.adapter.network
+        return report, network
+
+    @property
+    def adaptation_pending(self) -> bool:
+        """A background fit is running or done but not yet swapped in."""
+        return self._pending_fit is not None
+
+    def wait_for_adaptation(self) -> None:
+        """Block until a background fit ends, and swap it in."""
+        if self._pending_fit is not None:
+            self._pending_fit.result()
+            self._swap_adapted_mrn()
+
+    def _swap_adapted_mrn(self) -> None:
+        if self._pending_fit is None or not self._pending_fit.done():
+            return
+        report, network = self._pending_fit.result()
+        self._pending_fit = None
+        self.backend.load_mrn(network)
+        self.last_adaptation = report
 
     # --------------------------------------------------------------- internals
     def _check_image(self, image, allow_new_size: bool, expected: tuple[int, int] | None = None) -> tuple[int, int]:

@@ -76,14 +76,16 @@ PARAMETERS: dict[str, tuple[object, str, bool]] = {
     "weights": ("", "weights file; empty = the configuration's", False),
     "flow_preset": ("", "DIS preset ultrafast|fast|medium; empty = the configuration's", False),
     "max_objects": (0, "most targets tracked at once; 0 = the configuration's", False),
-    "adaptation_iterations": (0, "first-frame adaptation steps per add (torch backend only); 0 = off: the add "
-                                 "holds the stream while it runs (cpu configuration's 50: about 11 s on 2 cores); "
-                                 "-1 = the configuration's", False),
+    "adaptation_iterations": (0, "first-frame adaptation steps per add (torch backend only), fitted in the "
+                                 "background while tracking goes on with the MRN in use (cpu configuration's 50: "
+                                 "11-20 s on 2 cores, during which the stream runs slower); 0 = off; -1 = the "
+                                 "configuration's", False),
     "cpu_threads": (-1, "torch intra-op threads: -1 = all cores but one (left to the camera driver, DDS and "
                         "the executor), 0 = the configuration's", False),
     "ring_buffer_length": (30, "received frames kept for masks drawn on a past frame", False),
     "init_mask_wait_s": (2.0, "how long a mask stamped after the newest frame waits for its frame", False),
-    "service_timeout_s": (60.0, "how long a service call waits for the worker (an add waits for first-frame adaptation)", False),
+    "service_timeout_s": (60.0, "how long a service call waits for the worker (a reset waits for a running "
+                                "first-frame adaptation)", False),
     "diagnostics_period_s": (1.0, "period of /diagnostics", False),
     "autostart": (True, "configure and activate on start (no lifecycle manager needed)", False),
     "theta_c": (-1.0, "decision threshold in [0, 1]: BP when confidence > theta_c; -1 = the configuration's", True),
@@ -221,6 +223,7 @@ class TrackerNode(LifecycleNode):
             overrides["tracking.max_objects"] = int(self.param("max_objects"))
         if self.param("adaptation_iterations") != -1:
             overrides["adaptation.iterations"] = int(self.param("adaptation_iterations"))
+        overrides["adaptation.background"] = True  # an add must not hold the stream for seconds
         if self.param("device"):
             overrides["device"] = self.param("device")
         if self.param("cpu_threads"):
@@ -571,10 +574,7 @@ class TrackerNode(LifecycleNode):
             added = self._engine.add_targets(frame.rgb, labels, later_frames=later)
             for i in added:
                 self._names[i] = cmd.names.get(i, self._names.get(i, ""))
-            adapted = self._engine.last_adaptation
-            adaptation = (f"; MRN adapted to {adapted.target_ids} in {adapted.seconds:.1f} s (loss on "
-                          f"{adapted.pairs} first-frame pairs {adapted.loss_before:.3f} -> {adapted.loss_after:.3f})"
-                          if adapted is not None else "")
+            adaptation = "; adapting the MRN to them in the background" if self._engine.adaptation_pending else ""
             self.get_logger().info(f"{cmd.source}: tracking {added} from the frame at "
                                    f"{frame.stamp_ns * 1e-9:.3f} s, caught up over {len(later)} frames{adaptation}")
             return added
@@ -583,12 +583,18 @@ class TrackerNode(LifecycleNode):
         return True
 
     def _process(self, frame: Frame):
+        adapted = self._engine.last_adaptation
         try:
             result = self._engine.step(frame.rgb)
         except EngineInputError as e:
             self._last_error = f"frame skipped: {e}"
             self.get_logger().warning(self._last_error, throttle_duration_sec=5.0)
             return
+        if self._engine.last_adaptation is not adapted:  # this step swapped a background fit in
+            report = self._engine.last_adaptation
+            self.get_logger().info(f"MRN adapted to {report.target_ids} in {report.seconds:.1f} s (loss on "
+                                   f"{report.pairs} first-frame pairs {report.loss_before:.3f} -> "
+                                   f"{report.loss_after:.3f}), in use from the frame at {frame.stamp_ns * 1e-9:.3f} s")
         frame.processed = True
         header: Header = frame.header
         self._objects_pub.publish(tracked_object_array(result, header, self._names, self.param("mask_format")))
