@@ -73,7 +73,6 @@ def test_adaptation_off_or_unsupported_leaves_the_offline_mrn(clip):
     assert all(torch.equal(offline[k], v) for k, v in _mrn_state(tracker).items())
 
 
-
 def test_background_adaptation_tracks_on_and_swaps_in_the_same_fit(clip):
     """adaptation.background: the add returns before the fit, steps run with the offline MRN until
     it ends, then the very weights a blocking add would give are swapped in; a reset drops a fit
@@ -91,7 +90,8 @@ def test_background_adaptation_tracks_on_and_swaps_in_the_same_fit(clip):
     assert [t.id for t in result.targets] == [1, 2]
     assert all(torch.equal(offline[k], v) for k, v in _mrn_state(tracker).items())
     tracker.wait_for_adaptation()
-    assert not tracker.adaptation_pending and tracker.last_adaptation.target_ids == [1, 2] and tracker.last_adaptation.pairs == 16
+    report = tracker.last_adaptation
+    assert not tracker.adaptation_pending and report.target_ids == [1, 2] and report.pairs == 16
     assert all(torch.equal(adapted[k], v) for k, v in _mrn_state(tracker).items())
     tracker.step(clip.frames[2])
 

@@ -8,9 +8,10 @@ seconds of fine-tuning on pairs made from the annotated frame alone
 (examples.FirstFramePairs) teaches it the objects it is actually asked to
 follow, and the other targets around them.
 
-Cost control (the tracker waits for it when targets are added): each target's
-pairs are built once and the backbone runs once over them (the backbone is
-frozen, so its features are cached); the iterations then run the MRN alone on
+Cost control (the tracker waits for it when targets are added, unless
+adaptation.background fits it in a worker thread): each target's pairs are
+built once and the backbone runs once over them (the backbone is frozen, so
+its features are cached); the iterations then run the MRN alone on
 random minibatches of the cached RoI features, priors and masks. The appearance
 match of every pair is computed once against the target's reference, which is
 the engine's first-frame reference (the same RoI and mask).
