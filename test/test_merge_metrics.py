@@ -20,6 +20,20 @@ def test_overlaps_go_to_the_higher_probability_and_scores_follow():
     assert scores[3] == pytest.approx(0.9) and scores[7] == pytest.approx(0.95)
 
 
+def test_claimed_pixels_go_to_the_claiming_id_above_threshold():
+    a = np.full((10, 10), 0.9, np.float32)
+    b = np.full((10, 10), 0.6, np.float32)
+    b[:, 8:] = 0.3  # below threshold: claimed or not, background unless a wins
+    claim = np.zeros((10, 10), bool)
+    claim[:, :4] = True
+    claim[:, 8:] = True
+    labels, scores = merge_windows([(a, (0, 0)), (b, (5, 0))], [3, 7], 10, 20, 0.5, {7: claim})
+    assert (labels[:, 5:9] == 7).all()  # claimed: b 0.6 beats a 0.9
+    assert (labels[:, 9:10] == 3).all()  # not claimed: a 0.9 beats b 0.6
+    assert (labels[:, 13:] == 0).all()  # claimed but below threshold
+    assert scores[7] == pytest.approx(0.6) and scores[3] == pytest.approx(0.9)
+
+
 def test_below_threshold_is_background():
     labels, scores = merge_windows([(np.full((4, 4), 0.4, np.float32), (1, 1))], [1], 8, 8, 0.5)
     assert labels.max() == 0 and scores[1] == 0.0

@@ -122,6 +122,16 @@ class TrackingConfig:
     # object keeps a usable size in the 224-pixel input (the whole frame squeezed into it
     # left a returning object about one Res4 cell, and no candidate matched it).
     lost_tile_scale: float = 1.0
+    # A target that turns occluded while other targets cover at least occluder_cover of the
+    # last mask it had whole (area at least whole_area_ratio x its reference area) is held
+    # there for up to occluder_hold_frames frames instead of following the flow, which there
+    # is the occluder's (0 = off): the MRN segments it at that place with that mask as prior,
+    # and it keeps the pixels it wins outside the others' warped masks. Measured on
+    # dogs-jump, where the big dog leaps over the small one that stays put: J&F 0.549 -> 0.570
+    # over adaptation seeds 0-5, better or equal on five of six; single-object video never holds.
+    occluder_hold_frames: int = 15
+    occluder_cover: float = 0.3
+    whole_area_ratio: float = 0.7
 
 
 @dataclass
@@ -177,6 +187,9 @@ class EngineConfig:
              "tracking: need 0 <= lost_appearance <= reacquire_appearance <= 1"),
             (0 < self.tracking.reacquire_ratio <= 1, "tracking.reacquire_ratio must be in (0, 1]"),
             (0 <= self.tracking.appearance_ema < 1, "tracking.appearance_ema must be in [0, 1)"),
+            (self.tracking.occluder_hold_frames >= 0, "tracking.occluder_hold_frames must be >= 0"),
+            (0 < self.tracking.occluder_cover <= 1, "tracking.occluder_cover must be in (0, 1]"),
+            (0 < self.tracking.whole_area_ratio <= 1, "tracking.whole_area_ratio must be in (0, 1]"),
             (self.adaptation.iterations >= 0, "adaptation.iterations must be >= 0"),
             (self.adaptation.examples >= 1 and self.adaptation.batch_size >= 1,
              "adaptation.examples and adaptation.batch_size must be >= 1"),

@@ -47,19 +47,30 @@ def _sprite(rng: np.random.Generator, radius: int) -> tuple[np.ndarray, np.ndarr
     return np.clip(texture, 0, 255).astype(np.float32), mask
 
 
+CROSS_SPEED = 0.03  # frame heights per frame for make_clip's crossing object
+
+
 def make_clip(
     num_frames: int = 60,
     size: tuple[int, int] = (854, 480),
     num_objects: int = 2,
     seed: int = 0,
     hide: tuple[int, int] | None = None,
+    cross_at: int | None = None,
 ) -> SyntheticClip:
-    """`hide=(start, end)`: object 1 is absent in frames [start, end) and returns elsewhere."""
+    """`hide=(start, end)`: object 1 is absent in frames [start, end) and returns elsewhere.
+    `cross_at=t`: object 1 stands still and object 2, twice its size, passes in front of it
+    from left to right, centred on it at frame t."""
     rng = np.random.default_rng(seed)
     width, height = size
     pan = 40
     background = _smooth_texture(rng, height + 2 * pan, width + 2 * pan, 24, 1.0)
-    sprites = [_sprite(rng, int(rng.uniform(0.09, 0.16) * min(width, height))) for _ in range(num_objects)]
+    sprites = []
+    for k in range(num_objects):
+        radius = rng.uniform(0.09, 0.16)
+        if cross_at is not None and k < 2:
+            radius = (0.08, 0.16)[k]
+        sprites.append(_sprite(rng, int(radius * min(width, height))))
     paths = []
     for _ in range(num_objects):
         paths.append({
@@ -69,6 +80,9 @@ def make_clip(
             "phase": rng.uniform(0, 2 * np.pi, 2),
             "spin": rng.uniform(-1.5, 1.5),
         })
+    if cross_at is not None:
+        paths[0].update(c=np.array([width / 2, height / 2]), amp=np.zeros(2), spin=0.0)
+        paths[1].update(c=np.array([width / 2, height / 2]), amp=np.zeros(2), spin=0.0)
     frames, labels = [], []
     for t in range(num_frames):
         ox = int(round(pan + pan * np.sin(2 * np.pi * t / max(num_frames, 1))))  # camera pan, 0..2*pan
@@ -77,6 +91,8 @@ def make_clip(
         for k, ((texture, mask), path) in enumerate(zip(sprites, paths)):
             object_id = k + 1
             centre = path["c"] + path["amp"] * np.sin(path["freq"] * t + path["phase"])
+            if cross_at is not None and object_id == 2:
+                centre = centre + np.array([CROSS_SPEED * min(width, height) * (t - cross_at), 0.0])
             if hide is not None and object_id == 1:
                 if hide[0] <= t < hide[1]:
                     continue

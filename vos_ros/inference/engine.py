@@ -23,6 +23,14 @@ Choices where the paper is silent (documented per item):
   REIDENTIFIED for that frame): `reacquire_appearance`, lower for objects that
   matched their first frame less well while tracked (`reacquire_ratio`: a fixed
   bar lost a real occluded rider for good).
+- A target hidden by another target (it turns occluded while the others cover
+  `occluder_cover` of the last mask it had whole) is held where it was last seen
+  whole, not moved by the flow (the flow there is the occluder's): for up to
+  `occluder_hold_frames` frames it is OCCLUDED, the MRN segments that place with
+  that mask as prior, and it keeps the pixels it finds there that are outside
+  the other targets' warped masks (the occluder stays in front where it goes).
+  An object that stays put behind a passing one is then found in place, which
+  the lost search's appearance ranking failed to do between two alike dogs.
 - A re-acquired target has no warped prior; the MRN gets a box prior instead
   (ones inside the candidate box).
 - The MRN's second prior is the first-frame appearance match (model/match.py):
@@ -90,6 +98,9 @@ class _Target:
     score: float
     ref_area: float
     appearance_level: float | None = None  # smoothed mean appearance match while TRACKING
+    whole_mask: np.ndarray | None = None  # prev_mask of the last frame it was seen whole: held behind another target
+    whole_box: Box | None = None
+    held_frames: int = 0  # frames held in place behind another target (0: not held)
     status: TargetStatus = TargetStatus.TRACKING
     frames_lost: int = 0
 
@@ -259,6 +270,7 @@ class Tracker:
                 prev_mask=cv2.resize(masks[i].astype(np.float32), (fw, fh), interpolation=cv2.INTER_AREA),
                 box=boxes[i], tracked_size=box_size(boxes[i]), score=1.0, ref_area=area,
             )
+            new[i].whole_mask, new[i].whole_box = new[i].prev_mask, new[i].box
         gray = self.flow.prepare(image)
         for frame in later_frames:
             next_gray = self.flow.prepare(frame)
@@ -412,19 +424,22 @@ class Tracker:
         flow = self.flow.backward(prev_gray, gray)
         timings["flow"] = clock() - t0
 
-        # BP: warp every previous mask, take the box of the warped mask.
+        # BP: warp every previous mask, take the box of the warped mask (a held target stays in place).
         t0 = clock()
         plans = [_Plan(target=t) for t in targets]
         for plan in plans:
-            if plan.target.status != TargetStatus.LOST:
+            if plan.target.held_frames:
+                plan.warped, plan.bp_box = plan.target.prev_mask, plan.target.box
+            elif plan.target.status != TargetStatus.LOST:
                 plan.warped = warp_backward(plan.target.prev_mask, flow)
                 box = mask_box(plan.warped, 0.5, scale)
                 plan.bp_box = clip_box(box, width, height) if box is not None else None
         timings["bp"] = clock() - t0
 
-        # DM: one confidence for the frame, the mean over the tracked targets.
+        # DM: one confidence for the frame, the mean over the tracked targets (a held target's
+        # mask did not move with the flow: its features would describe the occluder).
         t0 = clock()
-        active = [p for p in plans if p.target.status != TargetStatus.LOST]
+        active = [p for p in plans if p.target.status != TargetStatus.LOST and not p.target.held_frames]
         if active:
             warp_error = np.abs(gray.astype(np.float32) - warp_backward(prev_gray, flow).astype(np.float32)) / 255.0
             feats = np.stack([
@@ -438,7 +453,9 @@ class Tracker:
         frame_stream = Stream.BP if confidence > cfg.decision.theta_c else Stream.BR
         for plan in plans:
             lost = plan.target.status == TargetStatus.LOST
-            plan.stream = Stream.BR if lost or frame_stream == Stream.BR or plan.bp_box is None else Stream.BP
+            held = plan.target.held_frames > 0  # segmented where it was held, never re-identified
+            plan.stream = Stream.BR if lost or (frame_stream == Stream.BR and not held) or plan.bp_box is None \
+                else Stream.BP
             if lost and cfg.features.mode == "target_region":
                 plan.region = self._search_tile(plan.target, width, height)
             else:
@@ -582,7 +599,7 @@ class Tracker:
         windows = [paste_roi(prob, enlarge_box(p.roi_box, cfg.mrn.box_margin), height, width)
                    for prob, p in zip(probs, segmented)]
         labels, scores = merge_windows(windows, [p.target.id for p in segmented], height, width,
-                                       cfg.mrn.mask_threshold)
+                                       cfg.mrn.mask_threshold, self._held_claims(segmented, windows, width, height))
 
         fh, fw = flow_shape(width, height, self.flow.scale)
         min_area = tcfg.min_area_fraction * width * height
@@ -597,9 +614,21 @@ class Tracker:
             # A lost target, or the small remnant of an occluded one, must clearly look like the
             # first frame: a vanished object's warped mask shrinks onto background that still
             # matches 0.5-0.6 (synthetic clip), as low as whole objects do on real video (0.56).
-            strict = was_lost or occluded
+            strict = was_lost or occluded or target.held_frames > 0
             min_appearance = reacquire_bar(tcfg, target.appearance_level) if strict else tcfg.lost_appearance
-            if area < min_area or score < tcfg.lost_score or plan.appearance < min_appearance:
+            found = area >= min_area and score >= tcfg.lost_score and plan.appearance >= min_appearance
+            if not was_lost and self._holds(target, occluded, found, labels, mask):
+                if not found:
+                    labels[mask] = 0
+                    mask, area, score = np.zeros_like(mask), 0, 0.0
+                target.held_frames += 1
+                target.status = TargetStatus.OCCLUDED
+                target.prev_mask, target.box = target.whole_mask, target.whole_box
+                results.append(TargetResult(target.id, mask, mask_box(mask) if area else None, score,
+                                            TargetStatus.OCCLUDED, plan.stream, confidence, area))
+                continue
+            target.held_frames = 0
+            if not found:
                 labels[mask] = 0  # a lost target's pixels leave the label map too
                 target.status = TargetStatus.LOST
                 target.frames_lost += 1
@@ -624,6 +653,8 @@ class Tracker:
                 target.tracked_size = box_size(target.box)
             target.score = score
             target.prev_mask = cv2.resize(mask.astype(np.float32), (fw, fh), interpolation=cv2.INTER_AREA)
+            if target.status == TargetStatus.TRACKING and area >= tcfg.whole_area_ratio * target.ref_area:
+                target.whole_mask, target.whole_box = target.prev_mask, target.box
             refresh.append(plan)
             results.append(TargetResult(target.id, mask, target.box, score, target.status, plan.stream, confidence, area))
         if refresh:  # Eq. 2's previous-frame term f(T_{i-1})
@@ -632,3 +663,30 @@ class Tracker:
             for k, plan in enumerate(refresh):
                 plan.target.prev_embedding = emb[k]
         return FrameResult(results, labels, confidence, frame_stream)
+
+    def _holds(self, target: _Target, occluded: bool, found: bool, labels: np.ndarray, mask: np.ndarray) -> bool:
+        """Whether a target not lost is held in place behind another target this frame: a held one
+        until it is found whole again or the hold runs out; another when it turns occluded while
+        the other targets' pixels cover its last whole mask."""
+        tcfg = self.config.tracking
+        if target.held_frames:
+            return (occluded or not found) and target.held_frames < tcfg.occluder_hold_frames
+        if not (occluded and tcfg.occluder_hold_frames):
+            return False
+        whole = target.whole_mask > 0.5
+        fh, fw = whole.shape
+        others = cv2.resize(((labels != 0) & ~mask).astype(np.float32), (fw, fh), interpolation=cv2.INTER_AREA) > 0.5
+        return (whole & others).sum() >= tcfg.occluder_cover * max(whole.sum(), 1)
+
+    def _held_claims(self, segmented: list[_Plan], windows: list[tuple[np.ndarray, tuple[int, int]]], width: int,
+                     height: int) -> dict[int, np.ndarray]:
+        """Per held target, the pixels of its window outside every other (moving) target's warped
+        mask: merge_windows gives it what it finds there; the occluder keeps where it goes."""
+        held = [(p, w) for p, w in zip(segmented, windows) if p.target.held_frames]
+        if not held:
+            return {}
+        front = np.zeros((height, width), bool)
+        for p in segmented:
+            if not p.target.held_frames and p.warped is not None:
+                front |= cv2.resize(p.warped, (width, height), interpolation=cv2.INTER_LINEAR) > 0.5
+        return {p.target.id: ~front[y:y + w.shape[0], x:x + w.shape[1]] for p, (w, (x, y)) in held}
