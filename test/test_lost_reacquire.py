@@ -11,12 +11,12 @@ start (noisy panning background, rotating striped sprites).
 import numpy as np
 import pytest
 
+from clip_runs import segment_with_statuses
 from vos_ros.config import TrackingConfig
 from vos_ros.data.synthetic import make_clip
 from vos_ros.eval.metrics import jaccard
 from vos_ros.inference import TargetStatus
 from vos_ros.inference.engine import reacquire_bar
-from vos_ros.inference.video import segment_video
 
 HIDE = (20, 34)
 AFTER = 8  # frames scored after the re-identification
@@ -33,13 +33,7 @@ def test_hidden_object_is_lost_then_reidentified(cpu_tracker_factory, iterations
     # 50: the cpu configuration's first-frame adaptation; 0: the node's default (adaptation off).
     tracker = cpu_tracker_factory(**{"adaptation.iterations": iterations})
     clip = make_clip(60, (854, 480), num_objects=2, seed=7, hide=HIDE)
-    statuses: dict[int, list[TargetStatus]] = {1: [], 2: []}
-
-    def record(index, frame, result):
-        for t in result.targets:
-            statuses[t.id].append(t.status)
-
-    run = segment_video(tracker, clip.frames, clip.labels[0], record)
+    run, statuses = segment_with_statuses(tracker, clip)
     s1 = statuses[1]  # s1[i] is frame i + 1
     hidden = s1[HIDE[0] + 1 - 1:HIDE[1] - 1]
     assert sum(s == TargetStatus.LOST for s in hidden) >= len(hidden) - 2, s1

@@ -9,10 +9,10 @@ stayed OCCLUDED on a wrong remnant (IoU 0) to the end of this clip.
 
 import numpy as np
 
+from clip_runs import segment_with_statuses
 from vos_ros.data.synthetic import make_clip
 from vos_ros.eval.metrics import jaccard
 from vos_ros.inference import TargetStatus
-from vos_ros.inference.video import segment_video
 
 CROSS_AT = 20  # object 2 is centred on object 1 at this frame
 UNCOVERED = 25  # from here on most of object 1 is visible again (0.7-0.9 of its area)
@@ -24,13 +24,7 @@ def test_object_hidden_by_another_target_is_held_and_found_in_place(cpu_tracker_
     first_area = (clip.labels[0] == 1).sum()
     covered = [i for i, label in enumerate(clip.labels) if (label == 1).sum() < 0.1 * first_area]
     assert covered and UNCOVERED > max(covered)  # the clip hides object 1 completely for a while
-    statuses: dict[int, list[TargetStatus]] = {1: [], 2: []}
-
-    def record(index, frame, result):
-        for t in result.targets:
-            statuses[t.id].append(t.status)
-
-    run = segment_video(tracker, clip.frames, clip.labels[0], record)
+    run, statuses = segment_with_statuses(tracker, clip)
     s1 = statuses[1]  # s1[i] is frame i + 1
     assert TargetStatus.LOST not in s1, s1
     assert all(s1[i - 1] == TargetStatus.OCCLUDED for i in covered), s1

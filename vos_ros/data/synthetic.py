@@ -81,8 +81,8 @@ def make_clip(
             "spin": rng.uniform(-1.5, 1.5),
         })
     if cross_at is not None:
-        paths[0].update(c=np.array([width / 2, height / 2]), amp=np.zeros(2), spin=0.0)
-        paths[1].update(c=np.array([width / 2, height / 2]), amp=np.zeros(2), spin=0.0)
+        for path in paths[:2]:  # both centred and still; object 2 then slides across (below)
+            path.update(c=np.array([width / 2, height / 2]), amp=np.zeros(2), spin=0.0)
     frames, labels = [], []
     for t in range(num_frames):
         ox = int(round(pan + pan * np.sin(2 * np.pi * t / max(num_frames, 1))))  # camera pan, 0..2*pan
