@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from vos_ros.config import load_config
 from vos_ros.data.synthetic import make_clip
 from vos_ros.training import trainer
-from vos_ros.training.examples import ExampleBuilder, VideoPairs
+from vos_ros.training.examples import ExampleBuilder, SyntheticPairs, VideoPairs
 from vos_ros.training.trainer import TrainSettings, recurrent_losses, train
 
 SIZE = (320, 192)
@@ -37,6 +37,30 @@ def test_clips_are_evenly_spaced_frames_of_one_sequence(davis_root):
     assert all(f.shape == (SIZE[1], SIZE[0], 3) for f in clip.frames)
     assert all(m.dtype == bool and m.any() for m in clip.masks)
     assert clip.ref_mask.any()
+
+
+@pytest.mark.parametrize("alike", [0.0, 1.0])
+def test_alike_occluders_are_cut_from_the_targets_own_video(davis_root, monkeypatch, alike):
+    video = VideoPairs(davis_root)
+    draws = []  # per sample: (sequence asked for, sequence returned) of each random_frame call
+    random_frame = video.random_frame
+
+    def recording(rng, sequence=None):
+        out = random_frame(rng, sequence)
+        draws[-1].append((sequence, out[2]))
+        return out
+
+    monkeypatch.setattr(video, "random_frame", recording)
+    synthetic, rng, occluded = SyntheticPairs(video, alike), np.random.default_rng(0), 0
+    for _ in range(30):
+        draws.append([])
+        synthetic.sample(rng)
+        if len(draws[-1]) == 3:  # target, background, occluder
+            occluded += 1
+            (_, target), _, (asked, got) = draws[-1]
+            assert asked == (target if alike else None)
+            assert alike == 0 or got == target
+    assert occluded >= 5
 
 
 def test_recurrent_steps_feed_the_models_predictions_back(davis_root, monkeypatch):

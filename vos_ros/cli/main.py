@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--init", default="", metavar="WEIGHTS", help="start from these weights (fine-tuning)")
     train.add_argument("--lr", type=float, default=3e-4, help="heads' learning rate (cosine decay)")
     train.add_argument("--stage1-fraction", type=float, default=0.15, help="share of synthetic-only iterations first")
+    train.add_argument("--alike-occluders", type=float, default=0.0,
+                       help="share of synthetic occluders that are the target itself, cut from another frame (alike instances)")
     train.add_argument("--recurrent-fraction", type=float, default=0.0,
                        help="share of iterations on clips tracked with the model's own predictions as priors")
     train.add_argument("--clip-steps", type=int, default=3, help="tracked pairs per recurrent clip")

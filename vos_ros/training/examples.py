@@ -116,10 +116,13 @@ class VideoPairs:
             self._cache[path] = davis.read_labels(path) > 0 if mask else davis.read_frame(path)
         return self._cache[path]
 
-    def random_frame(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        paths, gt = self.sequences[rng.integers(len(self.sequences))]
+    def random_frame(self, rng: np.random.Generator, sequence: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+        """A frame, its mask and its sequence's index (`sequence`: from that one)."""
+        if sequence is None:
+            sequence = int(rng.integers(len(self.sequences)))
+        paths, gt = self.sequences[sequence]
         i = int(rng.integers(len(paths)))
-        return self._read(paths[i], False), self._read(gt[i], True)
+        return self._read(paths[i], False), self._read(gt[i], True), sequence
 
     def _frames(self, rng: np.random.Generator, length: int) -> tuple[list[Path], list[Path], list[int], int]:
         """A sequence's frame and mask paths, `length` frame indices `gap` apart (skipped frames:
@@ -147,14 +150,19 @@ class VideoPairs:
 
 
 class SyntheticPairs:
-    """Cut-and-paste pairs built from static frames of the training videos."""
+    """Cut-and-paste pairs built from static frames of the training videos.
 
-    def __init__(self, source: VideoPairs):
-        self.source = source
+    `alike_occluders`: the share of occluders that are the same object, cut from another
+    frame of its video: an alike instance (two dogs) that the appearance cannot tell
+    apart, only the previous mask (the MRN's prior) can.
+    """
+
+    def __init__(self, source: VideoPairs, alike_occluders: float = 0.0):
+        self.source, self.alike_occluders = source, alike_occluders
 
     def sample(self, rng: np.random.Generator) -> Pair:
-        image, mask = self.source.random_frame(rng)
-        background, _ = self.source.random_frame(rng)
+        image, mask, sequence = self.source.random_frame(rng)
+        background, _, _ = self.source.random_frame(rng)
         height, width = background.shape[:2]
         image = cv2.resize(image, (width, height))
         mask = cv2.resize(mask.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)
@@ -182,17 +190,19 @@ class SyntheticPairs:
             frames.append(_feathered_paste(bg, obj, m))
             masks.append(m)
         if rng.random() < 0.4:  # an occluder crosses in front in the current frame
-            occ_img, occ_mask = self.source.random_frame(rng)
+            alike = self.alike_occluders > 0 and rng.random() < self.alike_occluders  # (no draw when off)
+            occ_img, occ_mask, _ = self.source.random_frame(rng, sequence if alike else None)
             occ_img = cv2.resize(occ_img, (width, height))
             occ_mask = cv2.resize(occ_mask.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)
             obox = mask_box(occ_mask)
             if obox is not None:
                 ocx, ocy = box_center(obox)
-                m2 = cv2.getRotationMatrix2D((ocx, ocy), 0, rng.uniform(0.4, 0.8))
+                m2 = cv2.getRotationMatrix2D((ocx, ocy), 0, rng.uniform(0.7, 1.3) if alike else rng.uniform(0.4, 0.8))
                 target_box = mask_box(masks[1]) or box
                 tcx, tcy = box_center(target_box)
                 m2[:, 2] += np.array([tcx - ocx, tcy - ocy])
-                m2[:, 2] += rng.uniform(-0.5, 0.5, 2) * np.array(box_size(target_box))
+                # An alike instance also passes beside the target, not only over it.
+                m2[:, 2] += rng.uniform(-1, 1, 2) * np.array(box_size(target_box)) * (1 if alike else 0.5)
                 occ = cv2.warpAffine(occ_img, m2, (width, height))
                 om = cv2.warpAffine(occ_mask, m2, (width, height), flags=cv2.INTER_NEAREST) > 0
                 frames[1][om] = occ[om]

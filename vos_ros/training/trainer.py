@@ -69,6 +69,7 @@ class TrainSettings:
     iterations: int = 4000
     batch_size: int = 8
     stage1_fraction: float = 0.15
+    alike_occluders: float = 0.0  # share of synthetic occluders that are the target itself (SyntheticPairs)
     lr: float = 3e-4
     backbone_lr: float = 3e-5
     seed: int = 0
@@ -97,7 +98,7 @@ class PairStream(IterableDataset):
         worker = info.id if info else 0
         rng = np.random.default_rng([self.seed, worker, self.start])
         video = VideoPairs(self.data, exclude=(self.settings.holdout,))
-        synthetic = SyntheticPairs(video)
+        synthetic = SyntheticPairs(video, self.settings.alike_occluders)
         builder = ExampleBuilder(self.config)
         per_batch = self.settings.batch_size
         produced = self.start * per_batch
