@@ -287,9 +287,9 @@ def train(args) -> int:
     settings = TrainSettings(data=args.data, out=args.out, iterations=args.iterations, batch_size=args.batch_size,
                              workers=args.workers, seed=args.seed, holdout=args.holdout,
                              checkpoint_every=args.checkpoint_every, freeze_backbone=not args.train_backbone,
-                             init=args.init, lr=args.lr, stage1_fraction=args.stage1_fraction, alike_occluders=args.alike_occluders,
-                             recurrent_fraction=args.recurrent_fraction, clip_steps=args.clip_steps,
-                             heads=args.heads)
+                             init=args.init, lr=args.lr, stage1_fraction=args.stage1_fraction,
+                             alike_occluders=args.alike_occluders, recurrent_fraction=args.recurrent_fraction,
+                             clip_steps=args.clip_steps, heads=args.heads)
     if "/dev" in str(Path(args.data).resolve()).replace(os.sep, "/"):
         raise ValueError(f"refusing to train on a dev split: {args.data}")
     weights = run_training(load_config(args.config), settings, resume=not args.no_resume)

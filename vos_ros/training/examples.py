@@ -190,7 +190,8 @@ class SyntheticPairs:
             frames.append(_feathered_paste(bg, obj, m))
             masks.append(m)
         if rng.random() < 0.4:  # an occluder crosses in front in the current frame
-            alike = self.alike_occluders > 0 and rng.random() < self.alike_occluders  # (no draw when off)
+            # No draw when off: runs without alike occluders reproduce those made before the option.
+            alike = self.alike_occluders > 0 and rng.random() < self.alike_occluders
             occ_img, occ_mask, _ = self.source.random_frame(rng, sequence if alike else None)
             occ_img = cv2.resize(occ_img, (width, height))
             occ_mask = cv2.resize(occ_mask.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)
