@@ -63,6 +63,25 @@ def test_alike_occluders_are_cut_from_the_targets_own_video(davis_root, monkeypa
     assert occluded >= 5
 
 
+def test_alike_clips_carry_the_target_itself_through_every_frame(davis_root, monkeypatch):
+    video = VideoPairs(davis_root)
+    asked, frame = [], video._frame
+    monkeypatch.setattr(video, "_frame", lambda sequence, index: (asked.append(sequence), frame(sequence, index))[1])
+    in_front = behind = 0
+    for seed in range(12):
+        plain = video.sample_clip(np.random.default_rng(seed), 4)
+        asked.clear()
+        alike = video.sample_clip(np.random.default_rng(seed), 4, alike=1.0)
+        assert len(set(asked)) == 1  # the clip's frames and the pasted instance: one video
+        assert all((a & ~p).sum() == 0 for a, p in zip(alike.masks, plain.masks))
+        assert all((a != p).any() for a, p in zip(alike.frames, plain.frames))
+        assert np.array_equal(alike.ref_image, plain.ref_image)
+        covered = [int((p & ~a).sum()) for a, p in zip(alike.masks, plain.masks)]
+        in_front += any(covered)
+        behind += not any(covered)
+    assert in_front >= 2 and behind >= 2
+
+
 def test_recurrent_steps_feed_the_models_predictions_back(davis_root, monkeypatch):
     config = load_config("cpu")
     model = trainer.DTN(config, imagenet_init=True)

@@ -22,7 +22,8 @@ Sources of pairs:
   time it is the first frame, 1 to a few hundred frames away).
 - Clips (`VideoPairs.sample_clip`) for recurrent training: a few frames with a
   fixed gap, where the previous mask of every pair after the first is the
-  model's own prediction (trainer.recurrent_losses), not a perturbed ground truth.
+  model's own prediction (trainer.recurrent_losses), not a perturbed ground truth;
+  optionally with an alike instance moving with the target (`add_alike_instance`).
 """
 
 from __future__ import annotations
@@ -120,33 +121,71 @@ class VideoPairs:
         """A frame, its mask and its sequence's index (`sequence`: from that one)."""
         if sequence is None:
             sequence = int(rng.integers(len(self.sequences)))
-        paths, gt = self.sequences[sequence]
-        i = int(rng.integers(len(paths)))
-        return self._read(paths[i], False), self._read(gt[i], True), sequence
+        paths, _ = self.sequences[sequence]
+        return *self._frame(sequence, int(rng.integers(len(paths)))), sequence
 
-    def _frames(self, rng: np.random.Generator, length: int) -> tuple[list[Path], list[Path], list[int], int]:
-        """A sequence's frame and mask paths, `length` frame indices `gap` apart (skipped frames:
-        fast motion), forwards or backwards, and the index of a reference frame."""
-        paths, gt = self.sequences[rng.integers(len(self.sequences))]
+    def _frames(self, rng: np.random.Generator, length: int) -> tuple[int, list[int], int]:
+        """A sequence's index, `length` frame indices `gap` apart (skipped frames: fast motion),
+        forwards or backwards, and the index of a reference frame."""
+        sequence = int(rng.integers(len(self.sequences)))
+        paths, _ = self.sequences[sequence]
         gap = int(rng.integers(1, self.max_gap + 1))
         first = int(rng.integers(0, len(paths) - gap * (length - 1)))
         indices = [first + gap * k for k in range(length)]
         if rng.random() < 0.5:  # play backwards too: twice the motions
             indices.reverse()
-        return paths, gt, indices, int(rng.integers(len(paths)))
+        return sequence, indices, int(rng.integers(len(paths)))
+
+    def _frame(self, sequence: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+        paths, gt = self.sequences[sequence]
+        return self._read(paths[index], False), self._read(gt[index], True)
 
     def sample(self, rng: np.random.Generator) -> Pair:
-        paths, gt, (a, b), r = self._frames(rng, 2)
-        return Pair(self._read(paths[a], False), self._read(gt[a], True), self._read(paths[b], False), self._read(gt[b], True),
-                    self._read(paths[r], False), self._read(gt[r], True))
+        sequence, (a, b), r = self._frames(rng, 2)
+        return Pair(*self._frame(sequence, a), *self._frame(sequence, b), *self._frame(sequence, r))
 
-    def sample_clip(self, rng: np.random.Generator, length: int) -> Clip:
+    def sample_clip(self, rng: np.random.Generator, length: int, alike: float = 0.0) -> Clip:
         """`length` frames as `sample` picks two, mirrored half the time (the same for every
-        frame: six sequences move mostly one way)."""
-        paths, gt, indices, r = self._frames(rng, length)
+        frame: six sequences move mostly one way). `alike`: the share of clips through which
+        an alike instance moves with the target (`add_alike_instance`)."""
+        sequence, indices, r = self._frames(rng, length)
         flip = (lambda a: np.ascontiguousarray(a[:, ::-1])) if rng.random() < 0.5 else (lambda a: a)
-        return Clip([flip(self._read(paths[i], False)) for i in indices], [flip(self._read(gt[i], True)) for i in indices],
-                    flip(self._read(paths[r], False)), flip(self._read(gt[r], True)))
+        frames, masks = zip(*(self._frame(sequence, i) for i in indices))
+        clip = Clip([flip(f) for f in frames], [flip(m) for m in masks], *(flip(a) for a in self._frame(sequence, r)))
+        # No draw when off: runs without alike clips reproduce those made before the option.
+        if alike > 0 and rng.random() < alike:
+            image, mask, _ = self.random_frame(rng, sequence)
+            add_alike_instance(rng, clip, flip(image), flip(mask))
+        return clip
+
+
+def add_alike_instance(rng: np.random.Generator, clip: Clip, image: np.ndarray, mask: np.ndarray) -> None:
+    """Paste the object of (`image`, `mask`), another frame of the clip's own video, into every
+    frame of `clip`: scaled 0.7-1.3x, it keeps pace with the target at an offset (up to 1x the
+    target's box size) that drifts across the clip, so it passes beside the target or over
+    it, in front (the target loses those pixels) or behind. Unlike a synthetic pair's
+    occluder it is there in the previous frames too, as the other dog in dogs-jump is: over
+    the clip's steps the model's own prior must keep to the target and not spread onto it."""
+    source_box, first_box = mask_box(mask), mask_box(clip.masks[0])
+    if source_box is None or first_box is None:
+        return
+    scx, scy = box_center(source_box)
+    scale = rng.uniform(0.7, 1.3)
+    size = np.array(box_size(first_box))
+    start, end = rng.uniform(-1, 1, 2) * size, rng.uniform(-1, 1, 2) * size
+    in_front = rng.random() < 0.5
+    height, width = mask.shape
+    for k, target in enumerate(clip.masks):
+        tcx, tcy = box_center(mask_box(target) or first_box)
+        t = k / max(len(clip.masks) - 1, 1)
+        matrix = cv2.getRotationMatrix2D((scx, scy), 0, scale)
+        matrix[:, 2] += np.array([tcx - scx, tcy - scy]) + (1 - t) * start + t * end
+        pasted = cv2.warpAffine(mask.astype(np.uint8), matrix, (width, height), flags=cv2.INTER_NEAREST) > 0
+        if not in_front:
+            pasted &= ~target
+        clip.frames[k] = _feathered_paste(clip.frames[k], cv2.warpAffine(image, matrix, (width, height)), pasted)
+        if in_front:
+            clip.masks[k] = target & ~pasted
 
 
 class SyntheticPairs:

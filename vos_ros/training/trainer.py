@@ -82,6 +82,7 @@ class TrainSettings:
     init: str = ""  # weights to start from (fine-tuning) instead of ImageNet + random heads
     recurrent_fraction: float = 0.0  # share of iterations on clips with the model's own priors
     clip_steps: int = 3  # tracked pairs per clip
+    alike_clips: float = 0.0  # share of clips with an alike instance moving with the target (add_alike_instance)
     # Heads that learn ("" = all: decision, crpn, mrn); the others keep their initial weights.
     heads: str = ""
 
@@ -254,8 +255,9 @@ def train(config: EngineConfig, settings: TrainSettings, resume: bool = True) ->
         optimizer.zero_grad(set_to_none=True)
         rng = np.random.default_rng([settings.seed, 7, iteration])  # per iteration: resumable
         if clip_source is not None and rng.random() < settings.recurrent_fraction:
-            parts = recurrent_losses(model, [clip_source.sample_clip(rng, settings.clip_steps + 1)
-                                             for _ in range(settings.batch_size)], builder, rng, config)
+            clips = [clip_source.sample_clip(rng, settings.clip_steps + 1, settings.alike_clips)
+                     for _ in range(settings.batch_size)]
+            parts = recurrent_losses(model, clips, builder, rng, config)
         else:
             parts, _ = losses(model, next(batches), config)
             sum(parts.values()).backward()
