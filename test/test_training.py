@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from vos_ros.config import load_config
 from vos_ros.data.synthetic import make_clip
 from vos_ros.training import trainer
-from vos_ros.training.examples import ExampleBuilder, SyntheticPairs, VideoPairs
+from vos_ros.training.examples import ExampleBuilder, SyntheticPairs, VideoPairs, perturb_mask
 from vos_ros.training.trainer import TrainSettings, recurrent_losses, train
 
 SIZE = (320, 192)
@@ -80,6 +80,20 @@ def test_alike_clips_carry_the_target_itself_through_every_frame(davis_root, mon
         in_front += any(covered)
         behind += not any(covered)
     assert in_front >= 2 and behind >= 2
+
+
+def test_stray_pieces_reach_beyond_the_object_and_only_when_asked():
+    mask = np.zeros((120, 200), bool)
+    mask[50:70, 90:110] = True
+    assert np.array_equal(perturb_mask(np.random.default_rng(3), mask),
+                          perturb_mask(np.random.default_rng(3), mask, strays=0.0))
+    def reach(strays: float, seed: int) -> float:  # from the object's centre (its half-size is 10 px)
+        ys, xs = np.nonzero(perturb_mask(np.random.default_rng(seed), mask, strays))
+        return max(np.abs(xs - 99.5).max(), np.abs(ys - 59.5).max())
+
+    # a shift or dilation alone stays within a few pixels; a stray goes a quarter size or more beyond the edge
+    assert all(reach(0.0, seed) < 13 for seed in range(20))
+    assert all(reach(1.0, seed) > 14 for seed in range(20))
 
 
 def test_recurrent_steps_feed_the_models_predictions_back(davis_root, monkeypatch):

@@ -289,7 +289,8 @@ def train(args) -> int:
                              checkpoint_every=args.checkpoint_every, freeze_backbone=not args.train_backbone,
                              init=args.init, lr=args.lr, stage1_fraction=args.stage1_fraction,
                              alike_occluders=args.alike_occluders, recurrent_fraction=args.recurrent_fraction,
-                             clip_steps=args.clip_steps, alike_clips=args.alike_clips, heads=args.heads)
+                             clip_steps=args.clip_steps, alike_clips=args.alike_clips,
+                             prior_strays=args.prior_strays, heads=args.heads)
     if "/dev" in str(Path(args.data).resolve()).replace(os.sep, "/"):
         raise ValueError(f"refusing to train on a dev split: {args.data}")
     weights = run_training(load_config(args.config), settings, resume=not args.no_resume)

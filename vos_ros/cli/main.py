@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--clip-steps", type=int, default=3, help="tracked pairs per recurrent clip")
     train.add_argument("--alike-clips", type=float, default=0.0,
                        help="share of recurrent clips with an alike instance (the target, cut from another frame) moving with it")
+    train.add_argument("--prior-strays", type=float, default=0.0,
+                       help="share of perturbed previous masks given a stray piece (a trail, a blob on a neighbour)")
     train.add_argument("--heads", default="", help="comma-separated heads that learn (decision,crpn,mrn; default all)")
     train.add_argument("--no-resume", action="store_true")
 

@@ -1,7 +1,8 @@
 """Training examples: a (previous, current) frame pair turned into every network's inputs and labels.
 
 Each example replays one engine step with ground truth: the previous mask is
-perturbed (imitating the tracker's own errors), warped with DIS flow into the
+perturbed (imitating the tracker's own errors, optionally with a stray piece:
+`add_stray`), warped with DIS flow into the
 current frame, the decision module's features and Eq. 1 label (IoU of the BP
 box with the ground-truth box) are computed, the target region is cropped as
 the engine's `target_region` mode does, conditional anchors are labelled
@@ -316,8 +317,9 @@ def mrn_inputs(features: list[torch.Tensor], batch: dict[str, torch.Tensor], ref
     return levels, torch.cat([batch["prior"].to(device), match], 1)
 
 
-def perturb_mask(rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
-    """Imitate a tracker's own previous-frame errors: erode/dilate and shift a little."""
+def perturb_mask(rng: np.random.Generator, mask: np.ndarray, strays: float = 0.0) -> np.ndarray:
+    """Imitate a tracker's own previous-frame errors: erode/dilate and shift a little; with
+    probability `strays`, also a stray piece (`add_stray`)."""
     box = mask_box(mask)
     if box is None:
         return mask
@@ -329,7 +331,35 @@ def perturb_mask(rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
         out = cv2.dilate(out, kernel) if rng.random() < 0.5 else cv2.erode(out, kernel)
     shift = rng.normal(0, 0.03 * size, 2)
     out = cv2.warpAffine(out, np.float32([[1, 0, shift[0]], [0, 1, shift[1]]]), out.shape[::-1], flags=cv2.INTER_NEAREST)
+    # No draw when off: runs without strays reproduce those made before the option.
+    if strays > 0 and rng.random() < strays:
+        add_stray(rng, out, box)
     return out > 0 if out.any() else mask
+
+
+def add_stray(rng: np.random.Generator, mask: np.ndarray, box: Box) -> None:
+    """Draw into `mask` (uint8, in place) a piece of background that a tracker's mask keeps by
+    mistake, out from the object's edge in a random direction: a thin trail 0.5-1.5x the
+    object's size long (left on static background when the object moved on: flow carries it
+    nowhere, so it stays and stretches the box), or a blob 0.25-1x its size beyond the edge
+    (a piece stuck on a neighbour). Trained against, the MRN learns to drop prior pixels the
+    image does not support."""
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        return
+    size = max(box[2] - box[0], box[3] - box[1])
+    angle = rng.uniform(0, 2 * np.pi)
+    direction = np.array([np.cos(angle), np.sin(angle)])
+    edge = int(np.argmax(xs * direction[0] + ys * direction[1]))  # the mask's farthest pixel that way
+    start = np.array([xs[edge], ys[edge]])
+    if rng.random() < 0.5:
+        end = start + direction * rng.uniform(0.5, 1.5) * size
+        thickness = max(1, int(rng.uniform(0.02, 0.06) * size))
+        cv2.line(mask, tuple(int(v) for v in start), tuple(int(v) for v in end), 1, thickness)
+    else:
+        at = start + direction * rng.uniform(0.25, 1.0) * size
+        axes = tuple(max(1, int(rng.uniform(0.05, 0.2) * size)) for _ in range(2))
+        cv2.ellipse(mask, tuple(int(v) for v in at), axes, float(rng.uniform(0, 180)), 0, 360, 1, -1)
 
 
 def jitter_box(rng: np.random.Generator, box: Box, amount: float) -> Box:
@@ -341,8 +371,9 @@ def jitter_box(rng: np.random.Generator, box: Box, amount: float) -> Box:
 class ExampleBuilder:
     """Turns pairs into tensors for one configuration (target_region geometry)."""
 
-    def __init__(self, config: EngineConfig):
-        self.config = config
+    def __init__(self, config: EngineConfig, prior_strays: float = 0.0):
+        """`prior_strays`: the share of perturbed previous masks given a stray piece (`add_stray`)."""
+        self.config, self.prior_strays = config, prior_strays
         self.flow = DISFlow(config.flow.preset, config.flow.scale)
 
     def build(self, pair: Pair, rng: np.random.Generator, perturb: bool = True) -> dict[str, torch.Tensor] | None:
@@ -354,7 +385,7 @@ class ExampleBuilder:
         prev_box_true = mask_box(pair.prev_mask)
         if prev_box_true is None:
             return None
-        prev_mask = perturb_mask(rng, pair.prev_mask) if perturb else pair.prev_mask
+        prev_mask = perturb_mask(rng, pair.prev_mask, self.prior_strays) if perturb else pair.prev_mask
         prev_box = mask_box(prev_mask)
         fh, fw = flow_shape(width, height, scale)
         prev_small = cv2.resize(prev_mask.astype(np.float32), (fw, fh), interpolation=cv2.INTER_AREA)

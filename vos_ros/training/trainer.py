@@ -83,6 +83,7 @@ class TrainSettings:
     recurrent_fraction: float = 0.0  # share of iterations on clips with the model's own priors
     clip_steps: int = 3  # tracked pairs per clip
     alike_clips: float = 0.0  # share of clips with an alike instance moving with the target (add_alike_instance)
+    prior_strays: float = 0.0  # share of perturbed previous masks with a stray piece (examples.add_stray)
     # Heads that learn ("" = all: decision, crpn, mrn); the others keep their initial weights.
     heads: str = ""
 
@@ -100,7 +101,7 @@ class PairStream(IterableDataset):
         rng = np.random.default_rng([self.seed, worker, self.start])
         video = VideoPairs(self.data, exclude=(self.settings.holdout,))
         synthetic = SyntheticPairs(video, self.settings.alike_occluders)
-        builder = ExampleBuilder(self.config)
+        builder = ExampleBuilder(self.config, self.settings.prior_strays)
         per_batch = self.settings.batch_size
         produced = self.start * per_batch
         stage1_end = int(self.settings.iterations * self.settings.stage1_fraction) * per_batch
@@ -243,7 +244,7 @@ def train(config: EngineConfig, settings: TrainSettings, resume: bool = True) ->
                         persistent_workers=settings.workers > 0)
     batches = iter(loader)
     clip_source = VideoPairs(settings.data, exclude=(settings.holdout,)) if settings.recurrent_fraction > 0 else None
-    builder = ExampleBuilder(config) if clip_source else None
+    builder = ExampleBuilder(config, settings.prior_strays) if clip_source else None
     log = (out / "losses.jsonl").open("a")
     progress = tqdm(total=settings.iterations, initial=start, desc="train", unit="it")
     running: dict[str, float] = {}
