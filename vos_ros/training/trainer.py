@@ -30,7 +30,8 @@ of the decision module and the MRN only, whose inputs are what compounds).
 Measured (README "Recurrent fine-tuning"): from the session-3 weights, 600
 iterations at half recurrent raised the held-out breakdance 0.52 -> 0.55 and
 dogs-jump 0.54 -> 0.63 and left dev at 0.667; a second cycle (lr 5e-5) gave
-the shipped weights (breakdance 0.556, dev 0.678).
+session 6's weights (breakdance 0.556, dev 0.678). The later cycles (alike
+instances, stray priors: examples.py) are in the README and the weights' .json.
 """
 
 from __future__ import annotations
