@@ -87,6 +87,7 @@ def test_stray_pieces_reach_beyond_the_object_and_only_when_asked():
     mask[50:70, 90:110] = True
     assert np.array_equal(perturb_mask(np.random.default_rng(3), mask),
                           perturb_mask(np.random.default_rng(3), mask, strays=0.0))
+
     def reach(strays: float, seed: int) -> float:  # from the object's centre (its half-size is 10 px)
         ys, xs = np.nonzero(perturb_mask(np.random.default_rng(seed), mask, strays))
         return max(np.abs(xs - 99.5).max(), np.abs(ys - 59.5).max())

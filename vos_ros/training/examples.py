@@ -80,6 +80,15 @@ def _then(matrix: np.ndarray, motion: np.ndarray) -> np.ndarray:
     return (np.vstack([motion, [0, 0, 1]]) @ np.vstack([matrix, [0, 0, 1]]))[:2]
 
 
+def _placed(source_box: Box, centre: tuple[float, float], scale: float, offset: np.ndarray) -> np.ndarray:
+    """The 2x3 affine that scales an object about its box centre and moves that centre to
+    `centre` + `offset`: where an occluder or an alike instance is pasted."""
+    scx, scy = box_center(source_box)
+    matrix = cv2.getRotationMatrix2D((scx, scy), 0, scale)
+    matrix[:, 2] += np.array([centre[0] - scx, centre[1] - scy]) + offset
+    return matrix
+
+
 def _feathered_paste(background: np.ndarray, obj: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """`obj` over `background` inside `mask`, with feathered edges: a hard paste leaves a seam the
     networks learn to find (a cue real video does not have)."""
@@ -170,17 +179,14 @@ def add_alike_instance(rng: np.random.Generator, clip: Clip, image: np.ndarray, 
     source_box, first_box = mask_box(mask), mask_box(clip.masks[0])
     if source_box is None or first_box is None:
         return
-    scx, scy = box_center(source_box)
     scale = rng.uniform(0.7, 1.3)
     size = np.array(box_size(first_box))
     start, end = rng.uniform(-1, 1, 2) * size, rng.uniform(-1, 1, 2) * size
     in_front = rng.random() < 0.5
     height, width = mask.shape
     for k, target in enumerate(clip.masks):
-        tcx, tcy = box_center(mask_box(target) or first_box)
         t = k / max(len(clip.masks) - 1, 1)
-        matrix = cv2.getRotationMatrix2D((scx, scy), 0, scale)
-        matrix[:, 2] += np.array([tcx - scx, tcy - scy]) + (1 - t) * start + t * end
+        matrix = _placed(source_box, box_center(mask_box(target) or first_box), scale, (1 - t) * start + t * end)
         pasted = cv2.warpAffine(mask.astype(np.uint8), matrix, (width, height), flags=cv2.INTER_NEAREST) > 0
         if not in_front:
             pasted &= ~target
@@ -237,13 +243,11 @@ class SyntheticPairs:
             occ_mask = cv2.resize(occ_mask.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)
             obox = mask_box(occ_mask)
             if obox is not None:
-                ocx, ocy = box_center(obox)
-                m2 = cv2.getRotationMatrix2D((ocx, ocy), 0, rng.uniform(0.7, 1.3) if alike else rng.uniform(0.4, 0.8))
+                scale = rng.uniform(0.7, 1.3) if alike else rng.uniform(0.4, 0.8)
                 target_box = mask_box(masks[1]) or box
-                tcx, tcy = box_center(target_box)
-                m2[:, 2] += np.array([tcx - ocx, tcy - ocy])
                 # An alike instance also passes beside the target, not only over it.
-                m2[:, 2] += rng.uniform(-1, 1, 2) * np.array(box_size(target_box)) * (1 if alike else 0.5)
+                offset = rng.uniform(-1, 1, 2) * np.array(box_size(target_box)) * (1 if alike else 0.5)
+                m2 = _placed(obox, box_center(target_box), scale, offset)
                 occ = cv2.warpAffine(occ_img, m2, (width, height))
                 om = cv2.warpAffine(occ_mask, m2, (width, height), flags=cv2.INTER_NEAREST) > 0
                 frames[1][om] = occ[om]
