@@ -38,6 +38,13 @@ class FlowConfig:
     # Flow is computed on frames scaled by this factor; warped masks live at this
     # resolution too. Halving keeps DIS cheap on a CPU at 854x480.
     scale: float = 0.5
+    # The engine drops disocclusion ghosts from warped masks (model/flow.py ghost_free) at the
+    # cost of a second, forward flow per frame: otherwise a moving object's previous mask stays
+    # where the object was, on the uncovered background, and the MRN may keep it (a trail along
+    # a treeline that stretches the box). Training and first-frame adaptation pairs keep plain
+    # warps: their ghosts teach the MRN to drop prior pixels the image does not support
+    # (dogs-jump, twelve adaptation seeds: 0.651 with plain adaptation pairs, 0.596 without ghosts).
+    remove_ghosts: bool = True
 
 
 @dataclass

@@ -62,7 +62,7 @@ from ..model.backbone import STRIDES
 from ..model.crpn import conditional_anchors, embed, match_distance, propose, rois, select_candidates
 from ..model.decision import flow_features
 from ..model.dtn import DTN, load_dtn
-from ..model.flow import build_flow, flow_shape, warp_backward
+from ..model.flow import MaskWarp, build_flow, flow_shape, warp_backward
 from ..model.geometry import (Box, Region, box_center, box_prior, box_size, clip_box, crop_roi, enlarge_box, mask_box,
                               paste_roi)
 from ..model.match import appearance_match, match_features
@@ -421,7 +421,8 @@ class Tracker:
         clock = time.perf_counter
 
         t0 = clock()
-        flow = self.flow.backward(prev_gray, gray)
+        motion = MaskWarp.between(self.flow, prev_gray, gray, cfg.flow.remove_ghosts)
+        flow = motion.flow
         timings["flow"] = clock() - t0
 
         # BP: warp every previous mask, take the box of the warped mask (a held target stays in place).
@@ -431,7 +432,7 @@ class Tracker:
             if plan.target.held_frames:
                 plan.warped, plan.bp_box = plan.target.prev_mask, plan.target.box
             elif plan.target.status != TargetStatus.LOST:
-                plan.warped = warp_backward(plan.target.prev_mask, flow)
+                plan.warped = motion(plan.target.prev_mask)
                 box = mask_box(plan.warped, 0.5, scale)
                 plan.bp_box = clip_box(box, width, height) if box is not None else None
         timings["bp"] = clock() - t0
