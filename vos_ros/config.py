@@ -45,6 +45,7 @@ class FlowConfig:
     # warps: their ghosts teach the MRN to drop prior pixels the image does not support
     # (dogs-jump, twelve adaptation seeds: 0.651 with plain adaptation pairs, 0.596 without ghosts).
     remove_ghosts: bool = True
+    forward_preset: str = "fast"  # DIS preset of that forward flow
 
 
 @dataclass
@@ -178,6 +179,8 @@ class EngineConfig:
             (self.backbone.name in ("mobilenet_v2", "resnet50"), "backbone.name must be mobilenet_v2 or resnet50"),
             (self.flow.method == "dis", "flow.method must be 'dis'"),
             (self.flow.preset in ("ultrafast", "fast", "medium"), "flow.preset must be ultrafast|fast|medium"),
+            (self.flow.forward_preset in ("ultrafast", "fast", "medium"),
+             "flow.forward_preset must be ultrafast|fast|medium"),
             (0.1 <= self.flow.scale <= 1.0, "flow.scale must be in [0.1, 1]"),
             (0.0 <= self.decision.theta_c <= 1.0, "decision.theta_c must be in [0, 1]"),
             (self.crpn.grid % 2 == 1 and self.crpn.grid >= 1, "crpn.grid must be odd"),
