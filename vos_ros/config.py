@@ -38,14 +38,17 @@ class FlowConfig:
     # Flow is computed on frames scaled by this factor; warped masks live at this
     # resolution too. Halving keeps DIS cheap on a CPU at 854x480.
     scale: float = 0.5
-    # The engine drops disocclusion ghosts from warped masks (model/flow.py ghost_free) at the
-    # cost of a second, forward flow per frame: otherwise a moving object's previous mask stays
-    # where the object was, on the uncovered background, and the MRN may keep it (a trail along
-    # a treeline that stretches the box). Training and first-frame adaptation pairs keep plain
-    # warps: their ghosts teach the MRN to drop prior pixels the image does not support
-    # (dogs-jump, twelve adaptation seeds: 0.651 with plain adaptation pairs, 0.596 without ghosts).
-    remove_ghosts: bool = True
-    forward_preset: str = "fast"  # DIS preset of that forward flow
+    # Drop disocclusion ghosts from the engine's warped masks (model/flow.py ghost_free), at the
+    # cost of a second, forward flow per frame (cpu: 6 ms DIS + 1.4 ms check). Otherwise a moving
+    # object's previous mask stays where the object was, on the uncovered background, and the
+    # MRN may keep it (a trail along a treeline that stretches the box). Off by default: with the
+    # shipped weights it raised multi-object dogs-jump (mean over twelve adaptation seeds 0.604 ->
+    # 0.651) and davis2016/train (0.767 -> 0.771) but not davis2016/dev (0.773 -> 0.772), and BP
+    # alone broke on fast motion (dev BP only 0.741 -> 0.665: the check also drops object pixels
+    # where the flow fails). Training and adaptation pairs always keep plain warps: their ghosts
+    # teach the MRN to drop prior pixels the image does not support (dogs-jump 0.651 with plain
+    # adaptation pairs, 0.596 with ghost-free ones).
+    remove_ghosts: bool = False
 
 
 @dataclass
@@ -179,8 +182,6 @@ class EngineConfig:
             (self.backbone.name in ("mobilenet_v2", "resnet50"), "backbone.name must be mobilenet_v2 or resnet50"),
             (self.flow.method == "dis", "flow.method must be 'dis'"),
             (self.flow.preset in ("ultrafast", "fast", "medium"), "flow.preset must be ultrafast|fast|medium"),
-            (self.flow.forward_preset in ("ultrafast", "fast", "medium"),
-             "flow.forward_preset must be ultrafast|fast|medium"),
             (0.1 <= self.flow.scale <= 1.0, "flow.scale must be in [0.1, 1]"),
             (0.0 <= self.decision.theta_c <= 1.0, "decision.theta_c must be in [0, 1]"),
             (self.crpn.grid % 2 == 1 and self.crpn.grid >= 1, "crpn.grid must be odd"),

@@ -134,7 +134,7 @@ class Tracker:
         self._adaptation_worker: ThreadPoolExecutor | None = None
         self._pending_fit: Future | None = None
         self.device = backend.device
-        self.flow = build_flow(config.flow.method, config.flow.preset, config.flow.scale, config.flow.forward_preset)
+        self.flow = build_flow(config.flow.method, config.flow.preset, config.flow.scale)
         self._targets: dict[int, _Target] = {}
         self._prev_gray: np.ndarray | None = None
         self._frame_size: tuple[int, int] | None = None  # (width, height)

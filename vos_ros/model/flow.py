@@ -41,15 +41,11 @@ class FlowEstimator(Protocol):
 class DISFlow:
     """OpenCV Dense Inverse Search on grayscale frames scaled by `scale`."""
 
-    def __init__(self, preset: str = "fast", scale: float = 0.5, forward_preset: str = "fast"):
-        """`forward_preset`: the forward flow only serves the ghost check, where `fast` scored as
-        well as `medium` (davis2016/train 0.771 both) at a third of the cost (1.8 against 6 ms)."""
-        for name in (preset, forward_preset):
-            if name not in _DIS_PRESETS:
-                raise ValueError(f"unknown DIS preset '{name}' (choose from {sorted(_DIS_PRESETS)})")
+    def __init__(self, preset: str = "fast", scale: float = 0.5):
+        if preset not in _DIS_PRESETS:
+            raise ValueError(f"unknown DIS preset '{preset}' (choose from {sorted(_DIS_PRESETS)})")
         self.preset, self.scale = preset, float(scale)
         self._dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[preset])
-        self._dis_forward = cv2.DISOpticalFlow_create(_DIS_PRESETS[forward_preset])
 
     def prepare(self, image_rgb: np.ndarray) -> np.ndarray:
         gray = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2GRAY)
@@ -62,7 +58,7 @@ class DISFlow:
         return self._dis.calc(cur, prev, None)
 
     def forward(self, prev: np.ndarray, cur: np.ndarray) -> np.ndarray:
-        return self._dis_forward.calc(prev, cur, None)
+        return self._dis.calc(prev, cur, None)
 
 
 def flow_shape(width: int, height: int, scale: float) -> tuple[int, int]:
@@ -70,10 +66,10 @@ def flow_shape(width: int, height: int, scale: float) -> tuple[int, int]:
     return max(1, int(round(height * scale))), max(1, int(round(width * scale)))
 
 
-def build_flow(method: str, preset: str, scale: float, forward_preset: str) -> FlowEstimator:
+def build_flow(method: str, preset: str, scale: float) -> FlowEstimator:
     if method != "dis":
         raise ValueError(f"unknown flow method '{method}'")
-    return DISFlow(preset, scale, forward_preset)
+    return DISFlow(preset, scale)
 
 
 @lru_cache(maxsize=4)
