@@ -24,7 +24,6 @@ def test_dis_backward_flow_recovers_a_translation():
     assert np.allclose(np.median(centre, axis=0), [-6, -4], atol=0.5)
 
 
-
 class _KnownFlow:
     """A flow estimator with the exact flows of a square moving 12 px right over a still background."""
 

@@ -104,6 +104,11 @@ class _Target:
     status: TargetStatus = TargetStatus.TRACKING
     frames_lost: int = 0
 
+    @property
+    def follows_flow(self) -> bool:
+        """Its previous mask is warped this frame: neither lost nor held in place."""
+        return self.status != TargetStatus.LOST and not self.held_frames
+
 
 @dataclass
 class _Plan:
@@ -421,7 +426,9 @@ class Tracker:
         clock = time.perf_counter
 
         t0 = clock()
-        motion = MaskWarp.between(self.flow, prev_gray, gray, cfg.flow.remove_ghosts)
+        # The ghost check's forward flow only when some mask will be warped.
+        warping = any(t.follows_flow for t in targets)
+        motion = MaskWarp.between(self.flow, prev_gray, gray, cfg.flow.remove_ghosts and warping)
         flow = motion.flow
         timings["flow"] = clock() - t0
 
@@ -431,7 +438,7 @@ class Tracker:
         for plan in plans:
             if plan.target.held_frames:
                 plan.warped, plan.bp_box = plan.target.prev_mask, plan.target.box
-            elif plan.target.status != TargetStatus.LOST:
+            elif plan.target.follows_flow:
                 plan.warped = motion(plan.target.prev_mask)
                 box = mask_box(plan.warped, 0.5, scale)
                 plan.bp_box = clip_box(box, width, height) if box is not None else None
@@ -440,7 +447,7 @@ class Tracker:
         # DM: one confidence for the frame, the mean over the tracked targets (a held target's
         # mask did not move with the flow: its features would describe the occluder).
         t0 = clock()
-        active = [p for p in plans if p.target.status != TargetStatus.LOST and not p.target.held_frames]
+        active = [p for p in plans if p.target.follows_flow]
         if active:
             warp_error = np.abs(gray.astype(np.float32) - warp_backward(prev_gray, flow).astype(np.float32)) / 255.0
             feats = np.stack([
