@@ -39,15 +39,18 @@ class FlowConfig:
     # resolution too. Halving keeps DIS cheap on a CPU at 854x480.
     scale: float = 0.5
     # Drop disocclusion ghosts from the engine's warped masks (model/flow.py ghost_free), at the
-    # cost of a second, forward flow per frame (cpu: 6 ms DIS + 1.4 ms check). Otherwise a moving
+    # cost of a second, forward flow per frame (cpu: 6-8 ms DIS + 1.4 ms check). Otherwise a moving
     # object's previous mask stays where the object was, on the uncovered background, and the
-    # MRN may keep it (a trail along a treeline that stretches the box). Off by default: with the
-    # shipped weights it raised multi-object dogs-jump (mean over twelve adaptation seeds 0.604 ->
-    # 0.651) and davis2016/train (0.767 -> 0.771) but not davis2016/dev (0.773 -> 0.772), and BP
-    # alone broke on fast motion (dev BP only 0.741 -> 0.665: the check also drops object pixels
-    # where the flow fails). Training and adaptation pairs always keep plain warps: their ghosts
-    # teach the MRN to drop prior pixels the image does not support (dogs-jump 0.651 with plain
-    # adaptation pairs, 0.596 with ghost-free ones).
+    # MRN may keep it (a trail along a treeline that stretches the box). On in `cpu` (README "Ghost
+    # check"): with the shipped weights it raised multi-object dogs-jump (mean over twelve
+    # adaptation seeds 0.604 -> 0.651) and davis2016/train (0.767 -> 0.771), left davis2016/dev
+    # level (0.773 -> 0.772) and kept the speed targets; BP alone breaks on fast motion (dev BP
+    # only 0.741 -> 0.665: the check also drops object pixels where the flow fails), which the
+    # decision module's BR frames absorb. Off here and in `gpu`, whose full-resolution flow makes
+    # the second one as dear as the first and whose thresholds (flow pixels) were never measured.
+    # Training and adaptation pairs always keep plain warps: their ghosts teach the MRN to drop
+    # prior pixels the image does not support (dogs-jump 0.651 with plain adaptation pairs, 0.596
+    # with ghost-free ones).
     remove_ghosts: bool = False
 
 
