@@ -102,7 +102,7 @@ def test_missing_and_corrupt_weights_name_the_file(tmp_path):
     with pytest.raises(ValueError, match="corrupt.safetensors"):
         Tracker.from_config("cpu", weights=str(corrupt))
     other = tmp_path / "gpu_arch.safetensors"
-    save_weights(DTN(load_config("gpu")), other, {})
+    save_weights(DTN(load_config("cpu", {"mrn.channels": 32})), other, {})
     with pytest.raises(ValueError, match="does not fit"):
         Tracker.from_config("cpu", weights=str(other))
 
@@ -118,4 +118,24 @@ def test_config_errors(tmp_path):
         load_config("cpu", {"adaptation.iterations": -1})
     with pytest.raises(ConfigError, match="not found"):
         load_config("nonexistent")
-    assert load_config("gpu").features.mode == "full_frame"
+    gpu = load_config("gpu")
+    assert gpu.device == "cuda" and gpu.weights == load_config("cpu").weights  # the same trained networks
+
+def test_memory_prior_keeps_the_last_frames_only(clip):
+    """mrn.prior_match memory: each target remembers the last `memory_frames` frames it was found in
+    (features and published mask on the match grid) besides its first; memory stays bounded."""
+    config = load_config("cpu", {"mrn.prior_match": "memory", "mrn.memory_frames": 3, "adaptation.iterations": 0})
+    tracker = Tracker.from_config(config)
+    tracker.add_targets(clip.frames[0], clip.labels[0])
+    previous = {1: 0, 2: 0}
+    for frame in clip.frames[1:] + clip.frames[::-1]:
+        for t in tracker.step(frame).targets:
+            length = len(tracker._targets[t.id].recent)
+            found = t.status != TargetStatus.LOST
+            assert length == (min(previous[t.id] + 1, 3) if found else previous[t.id])
+            previous[t.id] = length
+    assert max(previous.values()) == 3
+    size = config.mrn.roi_size // 2
+    for target in tracker._targets.values():
+        assert all(f.shape == (56, size, size) and m.shape == (size, size) for f, m in target.recent)
+        assert all(0 < float(m.max()) <= 1 for _, m in target.recent)  # published masks: never empty

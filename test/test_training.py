@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from vos_ros.config import load_config
 from vos_ros.data.synthetic import make_clip
 from vos_ros.training import trainer
+from vos_ros.data.stills import StillImages
 from vos_ros.training.examples import ExampleBuilder, SyntheticPairs, VideoPairs, perturb_mask
 from vos_ros.training.trainer import TrainSettings, recurrent_losses, train
 
@@ -151,8 +152,61 @@ def test_train_checkpoints_resumes_and_writes_weights_with_metadata(davis_root, 
         assert changed == learns, prefix
 
 
+@pytest.fixture(scope="module")
+def stills_root(tmp_path_factory):
+    """Two still images: one salient object (0/255 mask), and two people (ids 1, 2)."""
+    root = tmp_path_factory.mktemp("stills")
+    clip = make_clip(2, SIZE, num_objects=2, seed=5)
+    for name, image, mask in (("salient", clip.frames[0], (clip.labels[0] == 1).astype(np.uint8) * 255),
+                              ("people", clip.frames[1], clip.labels[1].astype(np.uint8))):
+        for folder in ("images", "masks"):
+            (root / name / folder).mkdir(parents=True)
+        cv2.imwrite(str(root / name / "images" / "0001.jpg"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        cv2.imwrite(str(root / name / "masks" / "0001.png"), mask)
+    return root
+
+
+def test_still_images_give_one_instance_at_a_time(stills_root, tmp_path):
+    stills = StillImages(stills_root)
+    assert len(stills) == 2
+    people = [i for i, (path, _) in enumerate(stills.items) if "people" in str(path)][0]
+    rng = np.random.default_rng(0)
+    areas = {int(stills.random_object(rng, people)[1].sum()) for _ in range(20)}
+    assert len(areas) == 2 and 0 not in areas  # both people, one at a time
+    with pytest.raises(FileNotFoundError, match="no images with masks"):
+        StillImages(tmp_path)
+
+
+def test_memory_prior_training_with_still_images(davis_root, stills_root, tmp_path):
+    """With mrn.prior_match memory each example carries the previous frame's view, the MRN's second
+    prior is the memory readout, and a run with still-image objects trains and scores its holdouts."""
+    config = load_config("cpu", {"mrn.prior_match": "memory", "adaptation.iterations": 0})
+    pair = VideoPairs(davis_root).sample(np.random.default_rng(1))
+    example = ExampleBuilder(config).build(pair, np.random.default_rng(1))
+    size = config.mrn.roi_size // 2
+    assert example["mem_image"].shape == example["image"].shape and example["mem_mask"].shape == (size, size)
+    assert 0 < float(example["mem_mask"].max()) <= 1
+    used = []
+    video = VideoPairs(davis_root)
+    stills = StillImages(stills_root)
+    random_object = stills.random_object
+    stills.random_object = lambda rng, index=None: used.append(index) or random_object(rng, index)
+    synthetic, rng = SyntheticPairs(video, 0.5, stills, still_share=1.0), np.random.default_rng(0)
+    for _ in range(5):
+        synthetic.sample(rng)
+    assert len(used) >= 5
+    settings = TrainSettings(data=str(davis_root), out=str(tmp_path / "run"), iterations=2, batch_size=2,
+                             checkpoint_every=2, workers=0, stage1_fraction=0.5, recurrent_fraction=0.5,
+                             clip_steps=2, holdout="beta", stills=str(stills_root), still_share=0.5)
+    weights = train(config, settings)
+    lines = [json.loads(line) for line in (tmp_path / "run" / "losses.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(line["mrn"]) for line in lines if "mrn" in line)
+    assert [list(line["per_sequence"]) for line in lines if "holdout" in line] == [["beta"]]
+    assert json.loads(weights.with_suffix(".json").read_text())["settings"]["stills"] == str(stills_root)
+
+
 def test_unknown_holdout_sequence_or_head_is_refused_before_training(davis_root, tmp_path):
     with pytest.raises(ValueError, match="holdout sequence 'gamma'"):
-        train(load_config("cpu"), TrainSettings(data=str(davis_root), out=str(tmp_path), holdout="gamma"))
+        train(load_config("cpu"), TrainSettings(data=str(davis_root), out=str(tmp_path), holdout="beta,gamma"))
     with pytest.raises(ValueError, match="unknown heads"):
         train(load_config("cpu"), TrainSettings(data=str(davis_root), out=str(tmp_path), heads="mrn,rpn"))

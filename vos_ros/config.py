@@ -41,7 +41,7 @@ class FlowConfig:
     # Drop disocclusion ghosts from the engine's warped masks (model/flow.py ghost_free), at the
     # cost of a second, forward flow per frame (cpu: 6-8 ms DIS + 1.4 ms check). Otherwise a moving
     # object's previous mask stays where the object was, on the uncovered background, and the
-    # MRN may keep it (a trail along a treeline that stretches the box). On in `cpu` (README "Ghost
+    # MRN may keep it (a trail along a treeline that stretches the box). On in `cpu` (docs/experiments.md "Ghost
     # check"): with the shipped weights it raised multi-object dogs-jump (mean over twelve
     # adaptation seeds 0.604 -> 0.651) and davis2016/train (0.767 -> 0.771), left davis2016/dev
     # level (0.773 -> 0.772) and kept the speed targets; BP alone breaks on fast motion (dev BP
@@ -87,6 +87,14 @@ class MRNConfig:
     # correction_scale * correction + logit(warped prior) + w * logit(match). Training
     # always learns the full correction (scale 1); see cpu.yaml for the chosen value.
     correction_scale: float = 1.0
+    # The MRN's second prior: 'appearance', the first-frame match above; or 'memory', k-NN
+    # label propagation from the first frame and the last `memory_frames` published masks
+    # (model/memory.py), with the k-NN protocol's `memory_top_k` and `memory_temperature`.
+    # Status decisions (lost, re-acquired) always use the first-frame appearance match.
+    prior_match: str = "appearance"
+    memory_frames: int = 4
+    memory_top_k: int = 10
+    memory_temperature: float = 0.05
 
 
 @dataclass
@@ -192,6 +200,10 @@ class EngineConfig:
             (self.mrn.match_top_k >= 1, "mrn.match_top_k must be >= 1"),
             (self.mrn.match_temperature > 0, "mrn.match_temperature must be > 0"),
             (0 <= self.mrn.correction_scale <= 1, "mrn.correction_scale must be in [0, 1]"),
+            (self.mrn.prior_match in ("appearance", "memory"), "mrn.prior_match must be appearance|memory"),
+            (self.mrn.memory_frames >= 0, "mrn.memory_frames must be >= 0"),
+            (self.mrn.memory_top_k >= 1 and self.mrn.memory_temperature > 0,
+             "mrn.memory_top_k must be >= 1 and mrn.memory_temperature > 0"),
             (self.features.mode in ("full_frame", "target_region"), "features.mode must be full_frame|target_region"),
             (self.features.region_size % 32 == 0, "features.region_size must be a multiple of 32"),
             (self.tracking.max_objects >= 1, "tracking.max_objects must be >= 1"),

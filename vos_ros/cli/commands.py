@@ -10,7 +10,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from ..config import load_config
 from ..data import davis
@@ -20,6 +19,7 @@ from ..eval.metrics import SequenceScore, evaluate_sequence, overall
 from ..inference.engine import Tracker
 from ..inference.types import TargetStatus
 from ..inference.video import VideoRun, segment_video
+from ..progress import progress
 
 STAGES = ("backbone", "flow", "dm", "bp", "br", "mrn", "merge")
 DEFAULT_DATA = Path("../shared/data")  # beside the repository, when run from its root
@@ -80,7 +80,7 @@ def segment(args) -> int:
         for seq in sequences:
             paths = davis.frame_paths(args.davis, seq)
             first = davis.read_labels(davis.annotation_path(args.davis, seq, 0))
-            frames = (davis.read_frame(p) for p in tqdm(paths, desc=seq, leave=False))
+            frames = (davis.read_frame(p) for p in progress(paths, desc=seq, leave=False))
             run = segment_video(tracker, frames, first)
             for p, labels in zip(paths, run.labels):
                 davis.write_labels(out / seq / f"{p.stem}.png", labels)
@@ -104,7 +104,7 @@ def segment(args) -> int:
         davis.write_labels(out / f"{name}.png", labels)
 
     write(0, first_image, first)
-    all_frames = tqdm(itertools.chain([first_image], frames), desc="segment", total=len(names) or None)
+    all_frames = progress(itertools.chain([first_image], frames), desc="segment", total=len(names) or None)
     run = segment_video(tracker, all_frames, first, lambda i, frame, result: write(i, frame, result.labels))
     writer.release()
     _print_run(Path(args.video).name, run)
@@ -156,7 +156,7 @@ def _rss_mb() -> tuple[float, float]:
 
 
 def _speed(tracker: Tracker, clip, label: str) -> dict:
-    run = segment_video(tracker, tqdm(clip.frames, desc=label, leave=False), clip.labels[0])
+    run = segment_video(tracker, progress(clip.frames, desc=label, leave=False), clip.labels[0])
     _print_run(label, run)
     return {"fps": run.fps, "br_share": run.br_share,
             "ms_per_stage": {s: 1000 * run.stage_seconds.get(s, 0) / run.steps for s in STAGES}}
@@ -177,7 +177,7 @@ def _memory_run(tracker: Tracker, frames: list[np.ndarray], first: np.ndarray, t
     tracker.add_targets(frames[0], first)
     order = list(range(1, len(frames))) + list(range(len(frames) - 2, -1, -1))
     samples = []
-    for i in tqdm(range(total), desc="memory run", leave=False):
+    for i in progress(range(total), desc="memory run", leave=False):
         tracker.step(frames[order[i % len(order)]])
         if i % 100 == 99:
             samples.append(_rss_mb()[0])
@@ -190,7 +190,7 @@ def _sweep(tracker: Tracker, root: Path, thetas: list[float]) -> list[dict]:
     rows = []
     sequences = davis.list_sequences(root)
     data = {s: ([davis.read_frame(p) for p in davis.frame_paths(root, s)], davis.read_ground_truth(root, s)) for s in sequences}
-    for theta in tqdm(thetas, desc="theta_c sweep"):
+    for theta in progress(thetas, desc="theta_c sweep"):
         tracker.config.decision.theta_c = theta
         scores, seconds, steps, br = {}, 0.0, 0, 0
         for seq, (frames, gt) in data.items():
@@ -290,7 +290,8 @@ def train(args) -> int:
                              init=args.init, lr=args.lr, stage1_fraction=args.stage1_fraction,
                              alike_occluders=args.alike_occluders, recurrent_fraction=args.recurrent_fraction,
                              clip_steps=args.clip_steps, alike_clips=args.alike_clips,
-                             prior_strays=args.prior_strays, heads=args.heads)
+                             prior_strays=args.prior_strays, heads=args.heads, stills=args.stills,
+                             still_share=args.still_share)
     if "/dev" in str(Path(args.data).resolve()).replace(os.sep, "/"):
         raise ValueError(f"refusing to train on a dev split: {args.data}")
     weights = run_training(load_config(args.config), settings, resume=not args.no_resume)

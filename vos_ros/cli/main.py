@@ -64,8 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int, default=8)
     train.add_argument("--workers", type=int, default=1)
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--holdout", default="", metavar="SEQ",
-                       help="training sequence left out and scored at each checkpoint; the best checkpoint is kept")
+    train.add_argument("--holdout", default="", metavar="SEQ[,SEQ...]",
+                       help="training sequences left out and scored (mean J&F) at each checkpoint; the best is kept")
+    train.add_argument("--stills", default="", metavar="DIR",
+                       help="still-image sets (DIR/SET/images/*.jpg, DIR/SET/masks/*.png) for synthetic pairs")
+    train.add_argument("--still-share", type=float, default=0.0,
+                       help="share of synthetic pairs whose object is cut from a still image (with --stills)")
     train.add_argument("--checkpoint-every", type=int, default=250)
     train.add_argument("--train-backbone", action="store_true", help="fine-tune the ImageNet backbone (frozen by default)")
     train.add_argument("--init", default="", metavar="WEIGHTS", help="start from these weights (fine-tuning)")

@@ -48,7 +48,9 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+import dataclasses
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -66,6 +68,7 @@ from ..model.flow import MaskWarp, build_flow, flow_shape, warp_backward
 from ..model.geometry import (Box, Region, box_center, box_prior, box_size, clip_box, crop_roi, enlarge_box, mask_box,
                               paste_roi)
 from ..model.match import appearance_match, match_features
+from ..model.memory import memory_readout, stack_memories
 from ..model.mrn import roi_levels
 from ..training.online import AdaptationReport, MRNAdapter
 from .merge import merge_windows
@@ -103,6 +106,8 @@ class _Target:
     held_frames: int = 0  # frames held in place behind another target (0: not held)
     status: TargetStatus = TargetStatus.TRACKING
     frames_lost: int = 0
+    # mrn.prior_match memory: (RoI matching features, published mask on that grid) of its last frames
+    recent: deque = dataclasses.field(default_factory=deque)
 
     @property
     def follows_flow(self) -> bool:
@@ -123,6 +128,7 @@ class _Plan:
     roi_box: Box | None = None  # target RoI chosen by BP or BR (frame pixels)
     box_prior: bool = False  # use a box prior instead of the warped mask
     appearance: float = 1.0  # mean first-frame appearance match over the predicted mask
+    match_features: torch.Tensor | None = None  # of its MRN RoI (C, S, S): its memory entry when found
 
 
 class Tracker:
@@ -274,6 +280,7 @@ class Tracker:
                 reference=references[k], reference_mask=reference_mask.to(self.device),
                 prev_mask=cv2.resize(masks[i].astype(np.float32), (fw, fh), interpolation=cv2.INTER_AREA),
                 box=boxes[i], tracked_size=box_size(boxes[i]), score=1.0, ref_area=area,
+                recent=deque(maxlen=self.config.mrn.memory_frames),
             )
             new[i].whole_mask, new[i].whole_box = new[i].prev_mask, new[i].box
         gray = self.flow.prepare(image)
@@ -578,16 +585,22 @@ class Tracker:
         cfg = self.config.mrn
         roi_boxes = [enlarge_box(p.roi_box, cfg.box_margin) for p in plans]
         roi_feats = self._roi_features(features, [p.view for p in plans], [p.region for p in plans], roi_boxes)
+        query = match_features(roi_feats)
         match = appearance_match(
-            match_features(roi_feats), torch.stack([p.target.reference for p in plans]),
+            query, torch.stack([p.target.reference for p in plans]),
             torch.stack([p.target.reference_mask for p in plans]), cfg.match_top_k, cfg.match_temperature,
             self.backend.mrn_roi_sizes[0])
+        second = match
+        if cfg.prior_match == "memory":
+            memories = [[(p.target.reference, p.target.reference_mask), *p.target.recent] for p in plans]
+            second = memory_readout(query, *stack_memories(memories), cfg.memory_top_k, cfg.memory_temperature,
+                                    self.backend.mrn_roi_sizes[0])
         priors = torch.cat([self._prior(p, b) for p, b in zip(plans, roi_boxes)]).to(self.device)
-        probs = torch.sigmoid(self.backend.mrn(roi_feats, torch.cat([priors, match.to(priors.dtype)], 1)))[:, 0].float()
+        probs = torch.sigmoid(self.backend.mrn(roi_feats, torch.cat([priors, second.to(priors.dtype)], 1)))[:, 0].float()
         inside = probs > cfg.mask_threshold
         appearance = (match[:, 0].float() * inside).sum((1, 2)) / inside.sum((1, 2)).clamp(min=1)
-        for plan, value in zip(plans, appearance.tolist()):
-            plan.appearance = value
+        for k, (plan, value) in enumerate(zip(plans, appearance.tolist())):
+            plan.appearance, plan.match_features = value, query[k]
         return list(probs.cpu().numpy())
 
     def _prior(self, plan: _Plan, roi_box: Box) -> torch.Tensor:
@@ -664,6 +677,11 @@ class Tracker:
             if target.status == TargetStatus.TRACKING and area >= tcfg.whole_area_ratio * target.ref_area:
                 target.whole_mask, target.whole_box = target.prev_mask, target.box
             refresh.append(plan)
+            if target.recent.maxlen and plan.match_features is not None:
+                roi = enlarge_box(plan.roi_box, cfg.mrn.box_margin)
+                size = plan.match_features.shape[-1]
+                target.recent.append((plan.match_features, torch.from_numpy(
+                    crop_roi(target.prev_mask, roi, size, self.flow.scale)).to(self.device)))
             results.append(TargetResult(target.id, mask, target.box, score, target.status, plan.stream, confidence, area))
         if refresh:  # Eq. 2's previous-frame term f(T_{i-1})
             emb = self._embed(features, [p.view for p in refresh], [p.region for p in refresh],

@@ -90,7 +90,7 @@ def warp_backward(src: np.ndarray, flow: np.ndarray) -> np.ndarray:
 # alpha (|b|^2 + |f|^2) + beta, in flow-resolution pixels (their values).
 _FB_ALPHA, _FB_BETA = 0.01, 0.5
 # An inconsistent pixel is a ghost when it stays put while what it samples moved away:
-# |b|^2 < ratio |f(x + b)|^2. Chosen on davis2016/train (session 10 weights, J&F): 0.25 scored
+# |b|^2 < ratio |f(x + b)|^2. Chosen on davis2016/train (the alike-instance weights, J&F): 0.25 scored
 # 0.771, against 0.766 at 0.1, 0.753 at 0.5 (fast, blurred motion fails the check on the
 # object itself), 0.764 with every inconsistent pixel dropped and 0.767 with none.
 _GHOST_STILLNESS = 0.25

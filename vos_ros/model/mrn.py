@@ -31,7 +31,7 @@ has seen and confidently wrong on others: given the ground-truth previous mask
 every frame, the warped mask plus matching alone scores 0.90 J&F on the dev
 split and the full MRN 0.76. Halving the correction is what the held-out train
 sequence preferred (breakdance J&F 0.45 / 0.49 / 0.52 / 0.48 at scales
-1 / 0.75 / 0.5 / 0.25 with the session-3 weights).
+1 / 0.75 / 0.5 / 0.25 with the pair-trained weights).
 """
 
 from __future__ import annotations

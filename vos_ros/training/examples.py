@@ -39,12 +39,14 @@ from torchvision.ops import box_iou as torchvision_box_iou
 
 from ..config import EngineConfig, MRNConfig
 from ..data import davis
+from ..data.stills import StillImages
 from ..model.crpn import conditional_anchors, encode_boxes
 from ..model.decision import flow_features
 from ..model.flow import DISFlow, flow_shape, warp_backward
 from ..model.geometry import (Box, Region, box_center, box_iou, box_prior, box_size, clip_box, crop_roi, enlarge_box,
                               mask_box)
 from ..model.match import appearance_match, match_features
+from ..model.memory import memory_readout
 from ..model.mrn import roi_levels
 
 POSITIVE_IOU, NEGATIVE_IOU = 0.5, 0.3
@@ -196,18 +198,28 @@ def add_alike_instance(rng: np.random.Generator, clip: Clip, image: np.ndarray, 
 
 
 class SyntheticPairs:
-    """Cut-and-paste pairs built from static frames of the training videos.
+    """Cut-and-paste pairs built from static frames of the training videos, and of still images.
 
     `alike_occluders`: the share of occluders that are the same object, cut from another
-    frame of its video: an alike instance (two dogs) that the appearance cannot tell
-    apart, only the previous mask (the MRN's prior) can.
+    frame of its video (or another instance of its still image: Penn-Fudan's people): an
+    alike instance (two dogs) that the appearance cannot tell apart, only the previous mask
+    (the MRN's prior) can. `stills`, `still_share`: that share of the objects (and their
+    occluders) come from still images (RGMP's and DTN's stage 1 on salient-object and
+    instance masks), pasted on a training video's frame as every object is.
     """
 
-    def __init__(self, source: VideoPairs, alike_occluders: float = 0.0):
+    def __init__(self, source: VideoPairs, alike_occluders: float = 0.0, stills: StillImages | None = None,
+                 still_share: float = 0.0):
         self.source, self.alike_occluders = source, alike_occluders
+        self.stills, self.still_share = stills, still_share if stills is not None else 0.0
 
     def sample(self, rng: np.random.Generator) -> Pair:
-        image, mask, sequence = self.source.random_frame(rng)
+        # No draw when off: runs without stills reproduce those made before the option.
+        objects = self.stills if self.still_share > 0 and rng.random() < self.still_share else None
+        if objects is not None:
+            image, mask, sequence = objects.random_object(rng)
+        else:
+            image, mask, sequence = self.source.random_frame(rng)
         background, _, _ = self.source.random_frame(rng)
         height, width = background.shape[:2]
         image = cv2.resize(image, (width, height))
@@ -238,7 +250,10 @@ class SyntheticPairs:
         if rng.random() < 0.4:  # an occluder crosses in front in the current frame
             # No draw when off: runs without alike occluders reproduce those made before the option.
             alike = self.alike_occluders > 0 and rng.random() < self.alike_occluders
-            occ_img, occ_mask, _ = self.source.random_frame(rng, sequence if alike else None)
+            if objects is not None:
+                occ_img, occ_mask, _ = objects.random_object(rng, sequence if alike else None)
+            else:
+                occ_img, occ_mask, _ = self.source.random_frame(rng, sequence if alike else None)
             occ_img = cv2.resize(occ_img, (width, height))
             occ_mask = cv2.resize(occ_mask.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)
             obox = mask_box(occ_mask)
@@ -307,18 +322,31 @@ class FirstFramePairs:
 
 
 def mrn_inputs(features: list[torch.Tensor], batch: dict[str, torch.Tensor], reference_index: torch.Tensor,
-               roi_sizes: tuple[int, ...], mrn: MRNConfig) -> tuple[list[torch.Tensor], torch.Tensor]:
+               memory_index: torch.Tensor | None, roi_sizes: tuple[int, ...], mrn: MRNConfig
+               ) -> tuple[list[torch.Tensor], torch.Tensor]:
     """The MRN's inputs for collated examples whose current views are images 0..B-1 of the
-    backbone `features` and whose reference views are images `reference_index` (B,): the RoI
-    levels and the priors (warped previous mask, appearance match against the reference RoI
-    and mask, computed as the engine does against the first frame)."""
+    backbone `features`, whose reference views are images `reference_index` (B,) and, with
+    `mrn.prior_match` memory, whose previous-frame views are images `memory_index` (B,): the
+    RoI levels and the priors (warped previous mask; the second prior as the engine computes
+    it: the appearance match against the reference, or the memory readout from the reference
+    and the previous frame's RoI with its prior mask, the engine's first and latest memories)."""
     device = features[0].device
-    rows = torch.cat([torch.arange(len(reference_index), dtype=torch.float32)[:, None], batch["roi"]], 1)
-    reference_rows = torch.cat([reference_index.float()[:, None], batch["ref_roi"]], 1)
-    levels = roi_levels(features, rows.to(device), roi_sizes)
-    match = appearance_match(match_features(levels), match_features(roi_levels(features, reference_rows.to(device), roi_sizes)),
-                             batch["ref_mask"].to(device), mrn.match_top_k, mrn.match_temperature, roi_sizes[0])
-    return levels, torch.cat([batch["prior"].to(device), match], 1)
+
+    def levels_at(index: torch.Tensor, boxes: torch.Tensor) -> list[torch.Tensor]:
+        return roi_levels(features, torch.cat([index.float()[:, None], boxes], 1).to(device), roi_sizes)
+
+    levels = levels_at(torch.arange(len(reference_index)), batch["roi"])
+    query, reference = match_features(levels), match_features(levels_at(reference_index, batch["ref_roi"]))
+    ref_mask = batch["ref_mask"].to(device)
+    if mrn.prior_match == "memory":
+        previous = match_features(levels_at(memory_index, batch["mem_roi"]))
+        keys = torch.cat([reference.flatten(2), previous.flatten(2)], 2)
+        labels = torch.cat([ref_mask.flatten(1), batch["mem_mask"].to(device).flatten(1)], 1)
+        second = memory_readout(query, keys, labels, torch.ones_like(labels, dtype=torch.bool), mrn.memory_top_k,
+                                mrn.memory_temperature, roi_sizes[0])
+    else:
+        second = appearance_match(query, reference, ref_mask, mrn.match_top_k, mrn.match_temperature, roi_sizes[0])
+    return levels, torch.cat([batch["prior"].to(device), second], 1)
 
 
 def perturb_mask(rng: np.random.Generator, mask: np.ndarray, strays: float = 0.0) -> np.ndarray:
@@ -455,7 +483,19 @@ class ExampleBuilder:
         ref_region = Region.around(ref_box, cfg.features.region_scale, cfg.features.region_min_side,
                                    float(max(width, height)), cfg.features.region_size)
         ref_roi = enlarge_box(ref_box, cfg.mrn.box_margin)
+        memory = {}
+        if cfg.mrn.prior_match == "memory":  # the previous frame as the engine's latest memory entry
+            mem_region = Region.around(prev_box, cfg.features.region_scale, cfg.features.region_min_side,
+                                       float(max(width, height)), cfg.features.region_size)
+            mem_roi = enlarge_box(prev_box, cfg.mrn.box_margin)
+            memory = {
+                "mem_image": torch.from_numpy(mem_region.crop(pair.prev_image, pair.prev_image.reshape(-1, 3).mean(axis=0)))
+                .permute(2, 0, 1).contiguous(),
+                "mem_roi": torch.tensor(mem_region.to_input(mem_roi), dtype=torch.float32),
+                "mem_mask": torch.from_numpy(crop_roi(prev_small, mem_roi, m // 2, scale)),
+            }
         return {
+            **memory,
             "ref_image": torch.from_numpy(ref_region.crop(pair.ref_image, pair.ref_image.reshape(-1, 3).mean(axis=0)))
             .permute(2, 0, 1).contiguous(),
             "ref_roi": torch.tensor(ref_region.to_input(ref_roi), dtype=torch.float32),

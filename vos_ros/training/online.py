@@ -101,9 +101,12 @@ class MRNAdapter:
             batch = default_collate(examples)
             # Every pair's reference view is the annotated frame: the backbone sees it once (image n).
             n = len(examples)
-            images = torch.cat([batch["image"], batch["ref_image"][:1]]).to(self.device).float() / 255.0
+            views = [batch["image"], batch["ref_image"][:1]] + ([batch["mem_image"]] if "mem_image" in batch else [])
+            images = torch.cat(views).to(self.device).float() / 255.0
             features = [level.float() for level in backbone(images)]
-            levels, priors = mrn_inputs(features, batch, torch.full((n,), n), self.network.roi_sizes, cfg.mrn)
+            memory_index = torch.arange(n + 1, 2 * n + 1) if "mem_image" in batch else None
+            levels, priors = mrn_inputs(features, batch, torch.full((n,), n), memory_index, self.network.roi_sizes,
+                                        cfg.mrn)
             self._pairs[i] = _TargetPairs(levels, priors, batch["mask"].to(self.device))
 
     @torch.inference_mode(False)

