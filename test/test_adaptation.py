@@ -1,4 +1,4 @@
-"""First-frame adaptation (training/online.py): pairs dreamt from the annotated frame, a deterministic
+"""First-frame adaptation (inference/adaptation.py): pairs dreamt from the annotated frame, a deterministic
 fit that lowers the MRN loss on them, and the engine's refit on add and restore on reset."""
 
 import cv2
@@ -9,7 +9,7 @@ import torch
 from vos_ros.config import load_config
 from vos_ros.data.synthetic import make_clip
 from vos_ros.inference import Tracker
-from vos_ros.training.examples import FirstFramePairs
+from vos_ros.data.pairs import FirstFramePairs
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,8 @@ import torch
 from torchvision.ops import roi_align
 
 from vos_ros.backends import BackendUnavailable, create_backend
-from vos_ros.backends.calibration import BatchFeeder, calibration_batches, record_network_inputs
+from vos_ros.backends.calibration import BatchFeeder, calibration_batches
+from vos_ros.inference.calibration import record_network_inputs
 from vos_ros.backends.onnx_export import GRAPHS, OPSET, ensure_onnx, network_digest, read_manifest
 from vos_ros.backends.onnxruntime import OnnxRuntimeBackend
 from vos_ros.backends.pytorch import TorchBackend

@@ -51,6 +51,11 @@ def test_segment_and_eval_on_single_and_multi_object(tmp_path):
     assert set(scores["sequences"]) == {"car-shadow", "dogs-jump"}
     # real masks, far above an empty prediction (J&F 0); the accuracy targets are checked by `vos-ros eval`
     assert scores["overall"]["JF"] > 0.3
+    one = _cli("eval", "--davis", str(root), "--pred", str(out), "--sequences", "car-shadow", "--json", str(report))
+    assert one.returncode == 0, one.stderr
+    assert json.loads(report.read_text())["sequences"] == {"car-shadow": scores["sequences"]["car-shadow"]}
+    unknown = _cli("eval", "--davis", str(root), "--pred", str(out), "--sequences", "bear")
+    assert unknown.returncode == 2 and "bear" in unknown.stderr
 
 
 def test_cli_errors_are_clear(tmp_path):

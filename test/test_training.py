@@ -13,7 +13,8 @@ from vos_ros.config import load_config
 from vos_ros.data.synthetic import make_clip
 from vos_ros.training import trainer
 from vos_ros.data.stills import StillImages
-from vos_ros.training.examples import ExampleBuilder, SyntheticPairs, VideoPairs, perturb_mask
+from vos_ros.data.examples import ExampleBuilder, perturb_mask
+from vos_ros.data.pairs import SyntheticPairs, VideoPairs
 from vos_ros.training.trainer import TrainSettings, recurrent_losses, train
 
 SIZE = (320, 192)

@@ -46,8 +46,8 @@ class FlowConfig:
     # adaptation seeds 0.604 -> 0.651) and davis2016/train (0.767 -> 0.771), left davis2016/dev
     # level (0.773 -> 0.772) and kept the speed targets; BP alone breaks on fast motion (dev BP
     # only 0.741 -> 0.665: the check also drops object pixels where the flow fails), which the
-    # decision module's BR frames absorb. Off here and in `gpu`, whose full-resolution flow makes
-    # the second one as dear as the first and whose thresholds (flow pixels) were never measured.
+    # decision module's BR frames absorb. Off here: at full-resolution flow the second one costs as
+    # much as the first, and the thresholds (flow pixels) were measured at half resolution only.
     # Training and adaptation pairs always keep plain warps: their ghosts teach the MRN to drop
     # prior pixels the image does not support (dogs-jump 0.651 with plain adaptation pairs, 0.596
     # with ghost-free ones).
@@ -158,7 +158,7 @@ class TrackingConfig:
 
 @dataclass
 class AdaptationConfig:
-    # First-frame adaptation of the MRN (training/online.py; not in DTN, which reports no online
+    # First-frame adaptation of the MRN (inference/adaptation.py; not in DTN, which reports no online
     # training): when targets are added, `examples` pairs per target are made from the annotated
     # frame alone and the MRN is fine-tuned on them for `iterations` steps (0 = off). Torch
     # backend only: onnxruntime and tensorrt run the offline weights.

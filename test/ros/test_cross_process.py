@@ -18,7 +18,9 @@ def test_davis_sequence_across_processes_matches_the_engine(davis_root, weights_
     from vos_ros.inference.video import segment_video
 
     frames_count = len(davis.frame_paths(davis_root, SEQUENCE))
-    run = run_pipeline(10.0, frames_count, str(davis_root), SEQUENCE, weights=weights_file)
+    # Correctness, not throughput (`vos-ros bench-ros` measures that): at 2 Hz the tracker has
+    # 500 ms a frame, 4x its step time on a loaded 2-core machine (10 Hz dropped 20-40% there).
+    run = run_pipeline(2.0, frames_count, str(davis_root), SEQUENCE, weights=weights_file)
     assert run.frames_published == frames_count, run.player_log[-2000:]
     assert run.received_fraction >= 0.95, (run.summary(), run.tracker_log[-3000:])
     assert set(run.arrays) <= set(run.image_stamps), "output stamps must be the input images' stamps"

@@ -29,7 +29,7 @@ class Backend(ABC):
     device: torch.device  # where the engine keeps the tensors it passes in
     precision: str  # fp32 | fp16 | int8
     mrn_roi_sizes: tuple[int, ...]  # RoIAlign output size per level (Res2..Res5) that the MRN expects
-    takes_mrn_weights: bool = False  # load_mrn works (first-frame adaptation, training/online.py)
+    takes_mrn_weights: bool = False  # load_mrn works (first-frame adaptation, inference/adaptation.py)
 
     @property
     def label(self) -> str:

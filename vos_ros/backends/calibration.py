@@ -3,27 +3,21 @@
 Only the backbone sees frames; the DM, CRPN head and MRN see what the engine
 makes of them (flow statistics, RoIAligned features, warped-mask priors). So the
 calibration inputs of every graph are recorded from a torch run of the engine
-over calibration clips, regrouped into batches of the optimisation profile's
-opt shapes (TensorRT calibrates at those), and handed to the calibrator as
-device pointers one batch at a time.
+over calibration clips (inference/calibration.py, through `RecordingBackend`),
+regrouped into batches of the optimisation profile's opt shapes (TensorRT
+calibrates at those), and handed to the calibrator as device pointers one
+batch at a time.
 """
 
 from __future__ import annotations
 
-import copy
-from typing import Iterable, Sequence
+from typing import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config import EngineConfig
-from ..model.dtn import DTN
 from .base import Backend
 from .onnx_export import GRAPHS
-from .pytorch import TorchBackend
-
-Clip = tuple[Iterable[np.ndarray], np.ndarray]  # frames (RGB uint8), first frame's label map
 
 
 class RecordingBackend(Backend):
@@ -53,25 +47,6 @@ class RecordingBackend(Backend):
     def mrn(self, roi_features, priors):
         self._keep("mrn", *roi_features, priors)
         return self.inner.mrn(roi_features, priors)
-
-
-def record_network_inputs(model: DTN, config: EngineConfig, clips: Iterable[Clip],
-                          device: str | torch.device = "cpu") -> dict[str, list[tuple[torch.Tensor, ...]]]:
-    """Track each clip with the torch networks (fp32) and return every graph's recorded inputs."""
-    from ..inference.engine import Tracker
-    from ..inference.video import segment_video
-
-    config = copy.deepcopy(config)
-    config.decision.theta_c = 1.0  # BR on every frame, so that the CRPN head sees as many inputs as the MRN
-    recorder = RecordingBackend(TorchBackend(model, device, "fp32"))
-    tracker = Tracker(config, recorder)
-    for frames, first_labels in clips:
-        segment_video(tracker, frames, first_labels)
-    empty = [graph for graph, samples in recorder.samples.items() if not samples]
-    if empty:
-        raise ValueError(f"the calibration frames gave no input to {empty}: "
-                         "give frames with a visible first-frame target")
-    return recorder.samples
 
 
 def calibration_batches(samples: Sequence[tuple[torch.Tensor, ...]],

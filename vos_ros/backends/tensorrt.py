@@ -261,7 +261,7 @@ class TensorRTBackend(Backend):
                  precision: str = "fp16", cache_dir: Path | None = None,
                  calibration_inputs: Callable[[], dict[str, list]] | None = None, rebuild: bool = False):
         """Engines for the four graphs (from the cache, or built now). `calibration_inputs` returns
-        recorded network inputs per graph (calibration.record_network_inputs); int8 needs it
+        recorded network inputs per graph (inference/calibration.py record_network_inputs); int8 needs it
         whenever an engine is not cached yet."""
         from .calibration import BatchFeeder, calibration_batches
 

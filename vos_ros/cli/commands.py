@@ -113,9 +113,14 @@ def segment(args) -> int:
 
 
 # ------------------------------------------------------------------------------- eval
-def score_predictions(root: str, pred: str) -> dict[str, SequenceScore]:
+def score_predictions(root: str, pred: str, sequences: list[str] | None = None) -> dict[str, SequenceScore]:
+    """Scores of the predicted masks of every annotated sequence under `root` (or of `sequences`)."""
+    available = davis.list_sequences(root)
+    unknown = sorted(set(sequences or ()) - set(available))
+    if unknown:
+        raise FileNotFoundError(f"sequences {unknown} not under {root}")
     scores = {}
-    for seq in davis.list_sequences(root):
+    for seq in sequences or available:
         gt = davis.read_ground_truth(root, seq)
         if gt is None:
             continue
@@ -131,7 +136,7 @@ def score_predictions(root: str, pred: str) -> dict[str, SequenceScore]:
 
 
 def eval(args) -> int:  # noqa: A001 - the sub-command's name
-    scores = score_predictions(args.davis, args.pred)
+    scores = score_predictions(args.davis, args.pred, args.sequences.split(",") if args.sequences else None)
     print(f"{'sequence':<20} {'J':>6} {'F':>6} {'J&F':>6}")
     for seq, s in scores.items():
         print(f"{seq:<20} {s.J:6.3f} {s.F:6.3f} {s.JF:6.3f}")
@@ -368,7 +373,7 @@ def _calibration_clips(source: str):
 
 def build_engine(args) -> int:
     from ..backends import create_backend
-    from ..backends.calibration import record_network_inputs
+    from ..inference.calibration import record_network_inputs
     from ..backends.onnx_export import default_cache_dir
     from ..model.dtn import load_dtn
 

@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="J, F, J&F of predicted masks against DAVIS ground truth")
     ev.add_argument("--davis", required=True)
     ev.add_argument("--pred", required=True)
+    ev.add_argument("--sequences", help="comma-separated sequences to score (default: every annotated one)")
     ev.add_argument("--json", help="also write the scores here")
 
     bench = sub.add_parser("bench", help="per-stage times, fps for 1 and 3 objects, memory, theta_c sweep; "

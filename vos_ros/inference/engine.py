@@ -60,21 +60,19 @@ import torch
 
 from ..backends import Backend, BackendUnavailable, create_backend
 from ..config import EngineConfig, TrackingConfig, load_config
-from ..model.backbone import STRIDES
-from ..model.crpn import conditional_anchors, embed, match_distance, propose, rois, select_candidates
-from ..model.decision import flow_features
+from ..model.crpn import MATCH_LEVEL, MATCH_STRIDE, conditional_anchors, embed, match_distance, propose, rois, select_candidates
+from ..model.decision import flow_features, photometric_warp_error
 from ..model.dtn import DTN, load_dtn
-from ..model.flow import MaskWarp, build_flow, flow_shape, warp_backward
+from ..model.flow import MaskWarp, build_flow, flow_shape
 from ..model.geometry import (Box, Region, box_center, box_prior, box_size, clip_box, crop_roi, enlarge_box, mask_box,
                               paste_roi)
 from ..model.match import appearance_match, match_features
 from ..model.memory import memory_readout, stack_memories
 from ..model.mrn import roi_levels
-from ..training.online import AdaptationReport, MRNAdapter
+from .adaptation import AdaptationReport, MRNAdapter
 from .merge import merge_windows
 from .types import EngineInputError, FrameResult, Stream, TargetResult, TargetStatus
 
-MATCH_LEVEL = 2  # index of Res4 in the backbone levels (CRPN and Eq. 2 features)
 MAX_LABEL = 65535  # ids must fit the uint16 label map
 MAX_GROWTH_STEPS = 16  # lost-search growth stops here (1.5^16 is far past any frame)
 LOST_CANDIDATES_FACTOR = 2  # a lost target ranks 2 x crpn.top_n candidates by appearance
@@ -137,7 +135,7 @@ class Tracker:
     def __init__(self, config: EngineConfig, backend: Backend, adapter: MRNAdapter | None = None):
         self.config = config
         self.backend = backend
-        # First-frame adaptation (training/online.py): refits the backend's MRN when targets are added.
+        # First-frame adaptation (adaptation.py): refits the backend's MRN when targets are added.
         self.adapter = adapter
         self.last_adaptation: AdaptationReport | None = None  # the fit now in use
         # adaptation.background: one worker runs the adapter's calls in order; only the newest fit
@@ -280,7 +278,7 @@ class Tracker:
                 reference=references[k], reference_mask=reference_mask.to(self.device),
                 prev_mask=cv2.resize(masks[i].astype(np.float32), (fw, fh), interpolation=cv2.INTER_AREA),
                 box=boxes[i], tracked_size=box_size(boxes[i]), score=1.0, ref_area=area,
-                recent=deque(maxlen=self.config.mrn.memory_frames),
+                recent=deque(maxlen=self.config.mrn.memory_frames if self.config.mrn.prior_match == "memory" else 0),
             )
             new[i].whole_mask, new[i].whole_box = new[i].prev_mask, new[i].box
         gray = self.flow.prepare(image)
@@ -423,7 +421,7 @@ class Tracker:
     def _embed(self, features: list[torch.Tensor], views: list[int], regions: list[Region], boxes: list[Box]) -> torch.Tensor:
         """Eq. 2's f(.) of frame boxes, (N, C)."""
         rows = torch.cat([rois(v, self._tensor_box(r.to_input(b))) for v, r, b in zip(views, regions, boxes)])
-        return embed(features[MATCH_LEVEL], rows, STRIDES[MATCH_LEVEL], self.config.crpn.roi_size)
+        return embed(features[MATCH_LEVEL], rows, MATCH_STRIDE, self.config.crpn.roi_size)
 
     def _track(self, targets: list[_Target], image: np.ndarray, prev_gray: np.ndarray, gray: np.ndarray) -> FrameResult:
         cfg = self.config
@@ -456,7 +454,7 @@ class Tracker:
         t0 = clock()
         active = [p for p in plans if p.target.follows_flow]
         if active:
-            warp_error = np.abs(gray.astype(np.float32) - warp_backward(prev_gray, flow).astype(np.float32)) / 255.0
+            warp_error = photometric_warp_error(prev_gray, gray, flow)
             feats = np.stack([
                 flow_features(flow, warp_error, p.target.prev_mask, p.warped, p.target.box, p.bp_box,
                               p.target.score, (width, height), scale)
@@ -508,7 +506,7 @@ class Tracker:
             return
         cfg = self.config.crpn
         feat4 = features[MATCH_LEVEL]
-        stride = STRIDES[MATCH_LEVEL]
+        stride = MATCH_STRIDE
         map_size = (feat4.shape[-1], feat4.shape[-2])
         for plan in plans:
             target, region = plan.target, plan.region

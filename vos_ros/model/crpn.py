@@ -22,8 +22,11 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import nms, roi_align
 
+from .backbone import STRIDES
 from .geometry import Box
 
+MATCH_LEVEL = 2  # index of Res4 in the backbone levels: the CRPN's and Eq. 2's features
+MATCH_STRIDE = STRIDES[MATCH_LEVEL]
 BOX_DELTA_CLAMP = math.log(1000.0 / 16)
 
 

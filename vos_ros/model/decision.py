@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .flow import warp_backward
 from .geometry import Box, box_iou, box_size
 
 FEATURE_NAMES = (
@@ -33,6 +34,11 @@ FEATURE_NAMES = (
     "empty",  # 1 when the warped mask is empty (BP impossible)
 )
 NUM_FEATURES = len(FEATURE_NAMES)
+
+
+def photometric_warp_error(prev_gray: np.ndarray, gray: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """|current - previous warped by the backward flow| per pixel, in [0, 1]: where the flow is wrong."""
+    return np.abs(gray.astype(np.float32) - warp_backward(prev_gray, flow).astype(np.float32)) / 255.0
 
 
 def flow_features(

@@ -4,8 +4,9 @@ Loss (DTN Eq. 5, equal weights as printed): L = L_DM + L_CRPN + L_MRN with
 L_DM = MSE(confidence, Eq. 1 label), L_CRPN = BCE(objectness) + smooth-L1 box
 deltas on positive anchors (Mask R-CNN's RPN losses), L_MRN = per-pixel BCE
 plus a soft-IoU term (ours: with BCE alone the masks shrank on real video).
-The MRN's appearance-match prior (model/match.py) is computed from each
-example's reference view exactly as the engine computes it from the first frame.
+The MRN's second prior (model/match.py, or model/memory.py with mrn.prior_match
+memory) is computed from each example's reference view (and previous-frame view)
+exactly as the engine computes it from the first frame (and its latest frame).
 
 Schedule (the paper's SGD schedule needs ~100k GPU iterations; this budget is a
 CPU's couple of hours): AdamW, lr 3e-4 for the heads, cosine decay over all
@@ -16,7 +17,13 @@ vs 0.602); `freeze_backbone=False` trains it at `backbone_lr` (BatchNorm frozen:
 batches are small). Then stage 1 (synthetic pairs) for the first `stage1_fraction` (15%) of
 the iterations (longer stage 1 taught cut-and-paste cues: after 500 synthetic
 iterations the MRN halved the prior's IoU on real training pairs), then stage 2 (DAVIS train pairs) with 25% synthetic pairs kept to
-retain the absent / occluded cases.
+retain the absent / occluded cases. With `stills`, `still_share` of the synthetic
+pairs cut their object from a still image (salient objects, Penn-Fudan's people)
+instead of a training frame.
+
+Model selection (`holdout`): the listed train sequences are left out of training
+and scored with the configuration's engine at every checkpoint; the best mean
+J&F is the output. Never a dev split.
 
 Recurrent fine-tuning (`recurrent_fraction` > 0, ours; the paper trains on
 pairs only): that fraction of the iterations trains on short clips where every
@@ -31,7 +38,7 @@ Measured (docs/experiments.md, "Recurrent fine-tuning"): from the pair-trained w
 iterations at half recurrent raised the held-out breakdance 0.52 -> 0.55 and
 dogs-jump 0.54 -> 0.63 and left dev at 0.667; a second cycle (lr 5e-5) gave
 breakdance 0.556, dev 0.678. The later cycles (alike instances, stray priors:
-examples.py) are in docs/experiments.md and the weights' .json.
+data/examples.py) are in docs/experiments.md and the weights' .json.
 """
 
 from __future__ import annotations
@@ -56,13 +63,14 @@ from ..data import davis
 from ..eval.metrics import evaluate_sequence
 from ..inference.engine import Tracker
 from ..inference.video import segment_video
+from ..model.crpn import MATCH_LEVEL, MATCH_STRIDE
 from ..model.dtn import DTN, load_weights, save_weights
 from ..model.geometry import paste_roi
+from ..data.examples import ExampleBuilder, mrn_inputs
+from ..data.pairs import Clip, Pair, SyntheticPairs, VideoPairs
 from ..data.stills import StillImages
-from .examples import Clip, ExampleBuilder, Pair, SyntheticPairs, VideoPairs, mrn_inputs
-from .losses import mrn_loss
+from ..model.losses import mrn_loss
 
-MATCH_LEVEL = 2
 
 
 @dataclass
@@ -141,10 +149,9 @@ def losses(model: DTN, batch: dict[str, torch.Tensor], config: EngineConfig
     anchors = batch["anchors"]  # (B, A, 4)
     n = anchors.shape[1]
     anchor_rows = torch.cat([index.repeat_interleave(n, 0), anchors.reshape(-1, 4)], dim=1)
-    stride4 = model.strides[MATCH_LEVEL]
     head = model.crpn
     anchor_feats = roi_align(feats[MATCH_LEVEL], anchor_rows, (head.roi_size, head.roi_size),
-                             spatial_scale=1.0 / stride4, sampling_ratio=2, aligned=True)
+                             spatial_scale=1.0 / MATCH_STRIDE, sampling_ratio=2, aligned=True)
     obj, deltas = head(anchor_feats)
     labels, weights = batch["anchor_labels"].reshape(-1), batch["anchor_weights"].reshape(-1)
     l_obj = (F.binary_cross_entropy_with_logits(obj, labels, reduction="none") * weights).sum() / weights.sum().clamp(min=1)

@@ -1,4 +1,4 @@
-"""The MRN loss, shared by offline training (trainer.py) and first-frame adaptation (online.py)."""
+"""The MRN loss, shared by offline training (trainer.py) and first-frame adaptation (inference/adaptation.py)."""
 
 from __future__ import annotations
 

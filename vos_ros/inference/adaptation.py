@@ -5,7 +5,7 @@ fine-tune on the first frame, OVSNet dreams training pairs from it (Lucid Data
 Dreaming). Why here: trained on six sequences, the MRN's learnt correction is
 confident on the objects it has seen and wrong on others (model/mrn.py); a few
 seconds of fine-tuning on pairs made from the annotated frame alone
-(examples.FirstFramePairs) teaches it the objects it is actually asked to
+(data/pairs.py FirstFramePairs) teaches it the objects it is actually asked to
 follow, and the other targets around them.
 
 Cost control (the tracker waits for it when targets are added, unless
@@ -33,9 +33,10 @@ import torch
 from torch.utils.data import default_collate
 
 from ..config import EngineConfig
+from ..data.examples import ExampleBuilder, mrn_inputs
+from ..data.pairs import FirstFramePairs
+from ..model.losses import mrn_loss
 from ..model.mrn import MaskRefinementNetwork
-from .examples import ExampleBuilder, FirstFramePairs, mrn_inputs
-from .losses import mrn_loss
 
 
 @dataclass
