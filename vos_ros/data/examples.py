@@ -122,6 +122,23 @@ class ExampleBuilder:
         self.config, self.prior_strays = config, prior_strays
         self.flow = DISFlow(config.flow.preset, config.flow.scale)
 
+    def _view(self, name: str, image: np.ndarray, box: Box, mask: np.ndarray, mask_scale: float
+              ) -> dict[str, torch.Tensor]:
+        """A view of the object kept for matching, as the engine keeps a target's memory: the region
+        crop around `box`, its RoI in the crop, and `mask` (at `mask_scale` x frame resolution) on the
+        RoI's match grid, under the keys NAME_image, NAME_roi, NAME_mask."""
+        cfg = self.config
+        height, width = image.shape[:2]
+        region = Region.around(box, cfg.features.region_scale, cfg.features.region_min_side,
+                               float(max(width, height)), cfg.features.region_size)
+        roi = enlarge_box(box, cfg.mrn.box_margin)
+        return {
+            f"{name}_image": torch.from_numpy(region.crop(image, image.reshape(-1, 3).mean(axis=0))).permute(2, 0, 1)
+            .contiguous(),
+            f"{name}_roi": torch.tensor(region.to_input(roi), dtype=torch.float32),
+            f"{name}_mask": torch.from_numpy(crop_roi(mask, roi, cfg.mrn.roi_size // 2, mask_scale)),
+        }
+
     def build(self, pair: Pair, rng: np.random.Generator, perturb: bool = True) -> dict[str, torch.Tensor] | None:
         """None when the previous mask is empty. `perturb=False` when the previous mask is
         already a tracker's output (recurrent training)."""
@@ -194,26 +211,11 @@ class ExampleBuilder:
         ref_box = mask_box(pair.ref_mask)
         if ref_box is None:
             return None
-        ref_region = Region.around(ref_box, cfg.features.region_scale, cfg.features.region_min_side,
-                                   float(max(width, height)), cfg.features.region_size)
-        ref_roi = enlarge_box(ref_box, cfg.mrn.box_margin)
-        memory = {}
+        views = self._view("ref", pair.ref_image, ref_box, pair.ref_mask, 1.0)
         if cfg.mrn.prior_match == "memory":  # the previous frame as the engine's latest memory entry
-            mem_region = Region.around(prev_box, cfg.features.region_scale, cfg.features.region_min_side,
-                                       float(max(width, height)), cfg.features.region_size)
-            mem_roi = enlarge_box(prev_box, cfg.mrn.box_margin)
-            memory = {
-                "mem_image": torch.from_numpy(mem_region.crop(pair.prev_image, pair.prev_image.reshape(-1, 3).mean(axis=0)))
-                .permute(2, 0, 1).contiguous(),
-                "mem_roi": torch.tensor(mem_region.to_input(mem_roi), dtype=torch.float32),
-                "mem_mask": torch.from_numpy(crop_roi(prev_small, mem_roi, m // 2, scale)),
-            }
+            views.update(self._view("mem", pair.prev_image, prev_box, prev_small, scale))
         return {
-            **memory,
-            "ref_image": torch.from_numpy(ref_region.crop(pair.ref_image, pair.ref_image.reshape(-1, 3).mean(axis=0)))
-            .permute(2, 0, 1).contiguous(),
-            "ref_roi": torch.tensor(ref_region.to_input(ref_roi), dtype=torch.float32),
-            "ref_mask": torch.from_numpy(crop_roi(pair.ref_mask.astype(np.float32), ref_roi, m // 2)),
+            **views,
             "image": torch.from_numpy(crop).permute(2, 0, 1).contiguous(),
             "roi": torch.tensor(region.to_input(roi), dtype=torch.float32),
             "roi_frame": torch.tensor(roi, dtype=torch.float32),  # the same box in frame pixels

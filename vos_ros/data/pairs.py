@@ -194,11 +194,10 @@ class SyntheticPairs:
 
     def sample(self, rng: np.random.Generator) -> Pair:
         # No draw when off: runs without stills reproduce those made before the option.
-        objects = self.stills if self.still_share > 0 and rng.random() < self.still_share else None
-        if objects is not None:
-            image, mask, sequence = objects.random_object(rng)
-        else:
-            image, mask, sequence = self.source.random_frame(rng)
+        # Both draw (image, mask, index), the index naming where an alike instance comes from.
+        still = self.still_share > 0 and rng.random() < self.still_share
+        draw = self.stills.random_object if still else self.source.random_frame
+        image, mask, sequence = draw(rng)
         background, _, _ = self.source.random_frame(rng)
         height, width = background.shape[:2]
         image = cv2.resize(image, (width, height))
@@ -229,10 +228,7 @@ class SyntheticPairs:
         if rng.random() < 0.4:  # an occluder crosses in front in the current frame
             # No draw when off: runs without alike occluders reproduce those made before the option.
             alike = self.alike_occluders > 0 and rng.random() < self.alike_occluders
-            if objects is not None:
-                occ_img, occ_mask, _ = objects.random_object(rng, sequence if alike else None)
-            else:
-                occ_img, occ_mask, _ = self.source.random_frame(rng, sequence if alike else None)
+            occ_img, occ_mask, _ = draw(rng, sequence if alike else None)
             occ_img = cv2.resize(occ_img, (width, height))
             occ_mask = cv2.resize(occ_mask.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)
             obox = mask_box(occ_mask)

@@ -50,8 +50,7 @@ import math
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 import cv2
@@ -105,7 +104,7 @@ class _Target:
     status: TargetStatus = TargetStatus.TRACKING
     frames_lost: int = 0
     # mrn.prior_match memory: (RoI matching features, published mask on that grid) of its last frames
-    recent: deque = dataclasses.field(default_factory=deque)
+    recent: deque = field(default_factory=deque)
 
     @property
     def follows_flow(self) -> bool:

@@ -51,8 +51,8 @@ def stack_memories(memories: list[list[tuple[torch.Tensor, torch.Tensor]]]) -> t
     """Per target a list of (features (C, S, S), mask (S, S)) -> keys (K, C, R), labels (K, R),
     valid (K, R), padded to the longest memory."""
     longest = max(len(m) for m in memories)
-    channels, size = memories[0][0][0].shape[0], memories[0][0][0].shape[-1]
     ref = memories[0][0][0]
+    channels, size = ref.shape[0], ref.shape[-1]
     keys = ref.new_zeros(len(memories), channels, longest * size * size)
     labels = ref.new_zeros(len(memories), longest * size * size)
     valid = torch.zeros(len(memories), longest * size * size, dtype=torch.bool, device=ref.device)

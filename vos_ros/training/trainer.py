@@ -213,9 +213,9 @@ def holdout_scores(model: DTN, config: EngineConfig, data: str, sequences: tuple
     """J&F of the engine (torch backend, CPU) on each held-out training sequence."""
     network = copy.deepcopy(model).eval()
     network.mrn.correction_scale = config.mrn.correction_scale
+    tracker = Tracker.from_model(config, network)  # segment_video resets it for each sequence
     scores = {}
     for sequence in sequences:
-        tracker = Tracker.from_model(config, network)
         gt = davis.read_ground_truth(data, sequence)
         frames = (davis.read_frame(p) for p in davis.frame_paths(data, sequence))
         scores[sequence] = evaluate_sequence(segment_video(tracker, frames, gt[0]).labels, gt).JF
