@@ -152,6 +152,16 @@ def test_train_checkpoints_resumes_and_writes_weights_with_metadata(davis_root, 
         changed = any(not torch.equal(before[k], after[k]) for k in before if k.startswith(prefix))
         assert changed == learns, prefix
 
+    upper = TrainSettings(data=str(davis_root), out=str(tmp_path / "upper"), iterations=1, batch_size=2,
+                          workers=0, stage1_fraction=0.0, init=str(weights), heads="mrn", backbone_stages=2)
+    after = load_file(str(train(config, upper)))
+    for stage, learns in ((0, False), (1, False), (2, True), (3, True)):
+        prefix = f"backbone.stem_and_stages.{stage}."
+        weights_changed = any(not torch.equal(before[k], after[k]) for k in before
+                              if k.startswith(prefix) and "running_" not in k and not k.endswith("num_batches_tracked"))
+        statistics_kept = all(torch.equal(before[k], after[k]) for k in before if k.startswith(prefix) and "running_" in k)
+        assert weights_changed == learns and statistics_kept, stage
+
 
 @pytest.fixture(scope="module")
 def stills_root(tmp_path_factory):

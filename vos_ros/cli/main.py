@@ -72,7 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--still-share", type=float, default=0.0,
                        help="share of synthetic pairs whose object is cut from a still image (with --stills)")
     train.add_argument("--checkpoint-every", type=int, default=250)
-    train.add_argument("--train-backbone", action="store_true", help="fine-tune the ImageNet backbone (frozen by default)")
+    train.add_argument("--backbone-stages", type=int, default=0, metavar="N",
+                       help="fine-tune the backbone's last N of 4 stages, BatchNorm frozen (default 0: frozen)")
+    train.add_argument("--backbone-lr", type=float, default=3e-5, help="backbone learning rate (with --backbone-stages)")
     train.add_argument("--init", default="", metavar="WEIGHTS", help="start from these weights (fine-tuning)")
     train.add_argument("--lr", type=float, default=3e-4, help="heads' learning rate (cosine decay)")
     train.add_argument("--stage1-fraction", type=float, default=0.15, help="share of synthetic-only iterations first")

@@ -13,8 +13,8 @@ CPU's couple of hours): AdamW, lr 3e-4 for the heads, cosine decay over all
 iterations. The ImageNet backbone is frozen by default: fine-tuned on six
 sequences it fitted them (0.77 J&F on train, 0.48 on dev), and its ImageNet
 features match appearance as well as the fine-tuned ones (dev, BP only: 0.603
-vs 0.602); `freeze_backbone=False` trains it at `backbone_lr` (BatchNorm frozen:
-batches are small). Then stage 1 (synthetic pairs) for the first `stage1_fraction` (15%) of
+vs 0.602); `backbone_stages` N > 0 trains its last N of 4 stages at `backbone_lr`
+(BatchNorm frozen: batches are small). Then stage 1 (synthetic pairs) for the first `stage1_fraction` (15%) of
 the iterations (longer stage 1 taught cut-and-paste cues: after 500 synthetic
 iterations the MRN halved the prior's IoU on real training pairs), then stage 2 (DAVIS train pairs) with 25% synthetic pairs kept to
 retain the absent / occluded cases. With `stills`, `still_share` of the synthetic
@@ -86,7 +86,7 @@ class TrainSettings:
     seed: int = 0
     checkpoint_every: int = 250
     workers: int = 1
-    freeze_backbone: bool = True
+    backbone_stages: int = 0  # the backbone's last N of 4 stages learn (0: frozen)
     # A train-split sequence left out of training and scored (J&F) at every checkpoint;
     # the best checkpoint becomes the output weights (never a dev sequence).
     # Comma-separated: a validation set, scored by its mean J&F.
@@ -245,10 +245,15 @@ def train(config: EngineConfig, settings: TrainSettings, resume: bool = True) ->
             module.requires_grad_(False)
     head_params = [p for n, p in model.named_parameters() if not n.startswith("backbone.") and p.requires_grad]
     groups, base_lrs = [{"params": head_params, "lr": settings.lr}], [settings.lr]
-    if settings.freeze_backbone:
-        model.backbone.requires_grad_(False)
-    else:
-        groups.append({"params": list(model.backbone.parameters()), "lr": settings.backbone_lr})
+    stages = model.backbone.stem_and_stages
+    if not 0 <= settings.backbone_stages <= len(stages):
+        raise ValueError(f"backbone_stages must be 0..{len(stages)}, got {settings.backbone_stages}")
+    model.backbone.requires_grad_(False)
+    learning = stages[len(stages) - settings.backbone_stages:] if settings.backbone_stages else []
+    if learning:
+        for stage in learning:
+            stage.requires_grad_(True)
+        groups.append({"params": [p for stage in learning for p in stage.parameters()], "lr": settings.backbone_lr})
         base_lrs.append(settings.backbone_lr)
     optimizer = torch.optim.AdamW(groups, weight_decay=1e-4)
     start, best = 0, {"score": -1.0, "iteration": 0}
