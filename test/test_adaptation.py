@@ -66,7 +66,7 @@ def test_add_refits_the_mrn_deterministically_and_reset_restores_the_offline_wei
 
 def test_adaptation_off_or_unsupported_leaves_the_offline_mrn(clip):
     tracker = Tracker.from_config(load_config("cpu", {"adaptation.iterations": 0}))
-    assert tracker.adapter is None
+    assert tracker.adaptation is None
     offline = _mrn_state(tracker)
     tracker.add_targets(clip.frames[0], clip.labels[0])
     assert tracker.last_adaptation is None

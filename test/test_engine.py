@@ -1,8 +1,9 @@
 """Engine contract: input errors leave the state unchanged; targets can be added, removed, reset; bounded state."""
 
+import threading
+
 import numpy as np
 import pytest
-import torch
 
 from vos_ros.config import ConfigError, load_config
 from vos_ros.data.synthetic import make_clip
@@ -83,7 +84,7 @@ def test_state_per_target_is_bounded(tracker, clip):
     def state_bytes():
         total = 0
         for t in tracker._targets.values():
-            total += t.prev_mask.nbytes + t.first_embedding.numel() + t.prev_embedding.numel()
+            total += t.prev_mask.nbytes + t.state.first_embedding.numel() + t.state.prev_embedding.numel()
         return total
 
     tracker.step(clip.frames[1])
@@ -118,6 +119,8 @@ def test_config_errors(tmp_path):
         load_config("cpu", {"adaptation.iterations": -1})
     with pytest.raises(ConfigError, match="not found"):
         load_config("nonexistent")
+    with pytest.raises(ConfigError, match="unknown method 'rgmp'"):
+        Tracker.from_config(load_config("cpu", {"method": "rgmp"}))
     gpu = load_config("gpu")
     assert gpu.device == "cuda" and gpu.weights == load_config("cpu").weights  # the same trained networks
 
@@ -130,12 +133,28 @@ def test_memory_prior_keeps_the_last_frames_only(clip):
     previous = {1: 0, 2: 0}
     for frame in clip.frames[1:] + clip.frames[::-1]:
         for t in tracker.step(frame).targets:
-            length = len(tracker._targets[t.id].recent)
+            length = len(tracker._targets[t.id].state.recent)
             found = t.status != TargetStatus.LOST
             assert length == (min(previous[t.id] + 1, 3) if found else previous[t.id])
             previous[t.id] = length
     assert max(previous.values()) == 3
     size = config.mrn.roi_size // 2
     for target in tracker._targets.values():
-        assert all(f.shape == (56, size, size) and m.shape == (size, size) for f, m in target.recent)
-        assert all(0 < float(m.max()) <= 1 for _, m in target.recent)  # published masks: never empty
+        assert all(f.shape == (56, size, size) and m.shape == (size, size) for f, m in target.state.recent)
+        assert all(0 < float(m.max()) <= 1 for _, m in target.state.recent)  # published masks: never empty
+
+
+def test_theta_c_set_from_another_thread_applies_at_the_next_step(tracker, clip):
+    tracker.reset()
+    tracker.add_targets(clip.frames[0], clip.labels[0])
+    configured = tracker.theta_c
+    setter = threading.Thread(target=tracker.set_theta_c, args=(1.0,))
+    setter.start()
+    setter.join()
+    assert tracker.theta_c == 1.0 and tracker.config.decision.theta_c == configured  # not yet in use
+    assert tracker.step(clip.frames[1]).stream == Stream.BR  # confidence never exceeds 1
+    assert tracker.config.decision.theta_c == 1.0
+    with pytest.raises(EngineInputError, match="theta_c"):
+        tracker.set_theta_c(1.5)
+    tracker.set_theta_c(configured)
+    tracker.step(clip.frames[2])

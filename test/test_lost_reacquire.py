@@ -16,7 +16,7 @@ from vos_ros.config import TrackingConfig
 from vos_ros.data.synthetic import make_clip
 from vos_ros.eval.metrics import jaccard
 from vos_ros.inference import TargetStatus
-from vos_ros.inference.engine import reacquire_bar
+from vos_ros.inference.targets import reacquire_bar
 
 HIDE = (20, 34)
 AFTER = 8  # frames scored after the re-identification

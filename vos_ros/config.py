@@ -176,6 +176,7 @@ class AdaptationConfig:
 @dataclass
 class EngineConfig:
     name: str = "custom"
+    method: str = "dtn"  # the per-frame segmenter (inference/methods), checked when a tracker is built
     device: str = "cpu"
     threads: int = 0  # torch intra-op threads; 0 = all cores
     weights: str | None = None  # file name in vos_ros/weights or a path

@@ -39,6 +39,7 @@ class Harness:
         self.context = Context()
         rclpy.init(context=self.context)
         overrides = [Parameter("image_qos", value="reliable"), Parameter("ring_buffer_length", value=6),
+                     Parameter("adaptation_iterations", value=0),
                      Parameter("init_mask_wait_s", value=0.5), Parameter("image_qos_depth", value=20), *parameters]
         if weights:
             overrides.append(Parameter("weights", value=weights))
@@ -152,21 +153,22 @@ def test_parameters_live_and_rejected(harness):
 
     assert not set_param("theta_c", 1.5).successful
     assert set_param("theta_c", 0.9).successful
-    assert harness.tracker._engine.config.decision.theta_c == pytest.approx(0.9)
+    assert harness.tracker._engine.theta_c == pytest.approx(0.9)
     assert not set_param("image_topic", "other").successful  # read-only: set at start
     assert not set_param("mask_format", "png").successful
 
 
 def test_flood_is_survived_and_counted(harness):
-    dropped, published = harness.tracker._dropped, harness.tracker._published.total
+    counts = harness.tracker.frame_counts
+    dropped, published = counts()["frames_dropped"], counts()["frames_published"]
     for _ in range(3):
         for i in range(14, 34):
             harness.publish(i)
     last = harness.publish_and_wait(34)
     assert [o.id for o in last.objects] == [1, 2]
     # The newest frame is processed; the ones it overwrote are counted, not queued.
-    assert harness.tracker._dropped > dropped
-    assert harness.tracker._published.total - published < 61
+    assert counts()["frames_dropped"] > dropped
+    assert counts()["frames_published"] - published < 61
 
 
 def test_polygon_prompt_adds_a_target_and_remove_reset(harness):

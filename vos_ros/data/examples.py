@@ -26,10 +26,11 @@ from ..config import EngineConfig, MRNConfig
 from ..model.crpn import MATCH_STRIDE, conditional_anchors, encode_boxes
 from ..model.decision import flow_features, photometric_warp_error
 from ..model.flow import DISFlow, flow_shape, warp_backward
-from ..model.geometry import Box, Region, box_iou, box_prior, clip_box, crop_roi, enlarge_box, mask_box
-from ..model.match import appearance_match, match_features
-from ..model.memory import memory_readout
+from ..model.geometry import Box, box_iou, clip_box, crop_roi, enlarge_box, mask_box
+from ..model.match import match_features
 from ..model.mrn import roi_levels
+from ..model.step_inputs import (appearance_prior, crop_regions, mask_prior, memory_prior, propagated_box,
+                                 target_region)
 from .pairs import Pair
 
 POSITIVE_IOU, NEGATIVE_IOU = 0.5, 0.3
@@ -54,12 +55,11 @@ def mrn_inputs(features: list[torch.Tensor], batch: dict[str, torch.Tensor], ref
     ref_mask = batch["ref_mask"].to(device)
     if mrn.prior_match == "memory":
         previous = match_features(levels_at(memory_index, batch["mem_roi"]))
-        keys = torch.cat([reference.flatten(2), previous.flatten(2)], 2)
-        labels = torch.cat([ref_mask.flatten(1), batch["mem_mask"].to(device).flatten(1)], 1)
-        second = memory_readout(query, keys, labels, torch.ones_like(labels, dtype=torch.bool), mrn.memory_top_k,
-                                mrn.memory_temperature, roi_sizes[0])
+        mem_mask = batch["mem_mask"].to(device)
+        memories = [[(reference[k], ref_mask[k]), (previous[k], mem_mask[k])] for k in range(len(query))]
+        second = memory_prior(query, memories, mrn, roi_sizes[0])
     else:
-        second = appearance_match(query, reference, ref_mask, mrn.match_top_k, mrn.match_temperature, roi_sizes[0])
+        second = appearance_prior(query, reference, ref_mask, mrn, roi_sizes[0])
     return levels, torch.cat([batch["prior"].to(device), second], 1)
 
 
@@ -129,12 +129,10 @@ class ExampleBuilder:
         RoI's match grid, under the keys NAME_image, NAME_roi, NAME_mask."""
         cfg = self.config
         height, width = image.shape[:2]
-        region = Region.around(box, cfg.features.region_scale, cfg.features.region_min_side,
-                               float(max(width, height)), cfg.features.region_size)
+        region = target_region(box, cfg.features, width, height)
         roi = enlarge_box(box, cfg.mrn.box_margin)
         return {
-            f"{name}_image": torch.from_numpy(region.crop(image, image.reshape(-1, 3).mean(axis=0))).permute(2, 0, 1)
-            .contiguous(),
+            f"{name}_image": torch.from_numpy(crop_regions(image, [region])[0]).permute(2, 0, 1).contiguous(),
             f"{name}_roi": torch.tensor(region.to_input(roi), dtype=torch.float32),
             f"{name}_mask": torch.from_numpy(crop_roi(mask, roi, cfg.mrn.roi_size // 2, mask_scale)),
         }
@@ -155,8 +153,7 @@ class ExampleBuilder:
         prev_gray, gray = self.flow.prepare(pair.prev_image), self.flow.prepare(pair.image)
         flow = self.flow.backward(prev_gray, gray)
         warped = warp_backward(prev_small, flow)
-        bp = mask_box(warped, 0.5, scale)
-        bp_box = clip_box(bp, width, height) if bp is not None else None
+        bp_box = propagated_box(warped, scale, width, height)
         gt_box = mask_box(pair.mask)
         warp_error = photometric_warp_error(prev_gray, gray, flow)
         dm_feats = flow_features(flow, warp_error, prev_small, warped, prev_box, bp_box,
@@ -167,9 +164,8 @@ class ExampleBuilder:
         use_bp = bp_box is not None and rng.random() < 0.5
         anchor_box = bp_box if use_bp else prev_box
         growth = 1.0 if rng.random() < 0.7 else float(rng.uniform(1.0, 3.0))
-        region = Region.around(anchor_box, cfg.features.region_scale * growth, cfg.features.region_min_side,
-                               float(max(width, height)), cfg.features.region_size)
-        crop = region.crop(pair.image, pair.image.reshape(-1, 3).mean(axis=0))
+        region = target_region(anchor_box, cfg.features, width, height, growth)
+        crop = crop_regions(pair.image, [region])[0]
 
         # CRPN anchors around the previous box, labelled against the current ground truth.
         size = cfg.features.region_size
@@ -200,12 +196,8 @@ class ExampleBuilder:
         else:
             roi = clip_box(jitter_box(rng, prev_box, 0.1), width, height)
         roi = enlarge_box(roi, cfg.mrn.box_margin)
-        m = cfg.mrn.roi_size
-        if use_box_prior or bp_box is None:
-            prior = box_prior(m, cfg.mrn.box_margin)
-        else:
-            prior = crop_roi(warped, roi, m, scale)
-        target = crop_roi(pair.mask.astype(np.float32), roi, m)
+        prior = mask_prior(None if use_box_prior or bp_box is None else warped, roi, cfg.mrn, scale)
+        target = crop_roi(pair.mask.astype(np.float32), roi, cfg.mrn.roi_size)
 
         # Reference view: cropped and RoI'd as the engine does for a target's first frame.
         ref_box = mask_box(pair.ref_mask)

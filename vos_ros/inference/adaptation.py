@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import copy
 import math
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
@@ -141,3 +143,66 @@ class MRNAdapter:
         """Mean MRN loss over all cached pairs (the network in eval mode)."""
         self.network.eval()
         return float(mrn_loss(self.network(features, priors), masks))
+
+
+class AdaptationRunner:
+    """Runs an adapter's calls for the engine and swaps each fit into the backend's MRN: at once,
+    or with adaptation.background in order on one worker thread, where only the newest fit is
+    swapped in (a reset drops it) and the tracker keeps stepping with the weights it has."""
+
+    def __init__(self, adapter: MRNAdapter, backend, background: bool):
+        self.adapter, self.backend, self.background = adapter, backend, background
+        self.last: AdaptationReport | None = None  # the fit now in use
+        self._worker: ThreadPoolExecutor | None = None
+        self._pending: Future | None = None
+
+    @property
+    def pending(self) -> bool:
+        """A fit is running, or done but not yet swapped in."""
+        return self._pending is not None
+
+    def start(self, image: np.ndarray, labels: np.ndarray, ids: list[int]) -> None:
+        """Pairs for `ids`, then a refit on every current target's pairs."""
+        self._pending = self._call(self._fit, image.copy(), labels.copy(), ids)
+        self.swap_ready()
+
+    def remove(self, ids: list[int]) -> None:
+        """The adapted MRN stays; the next refit leaves these targets out."""
+        self._call(self.adapter.remove, ids)
+
+    def reset(self) -> None:
+        """The offline weights again (waits for a fit still running)."""
+        self._pending = None
+        self._call(self.adapter.clear).result()
+        self.backend.load_mrn(self.adapter.network)
+
+    def swap_ready(self) -> None:
+        if self._pending is None or not self._pending.done():
+            return
+        report, network = self._pending.result()
+        self._pending = None
+        self.backend.load_mrn(network)
+        self.last = report
+
+    def wait(self) -> None:
+        if self._pending is not None:
+            self._pending.result()
+            self.swap_ready()
+
+    def _call(self, fn, *args) -> Future:
+        if not self.background:
+            future = Future()
+            future.set_result(fn(*args))
+            return future
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(1, thread_name_prefix="vos_ros_adaptation")
+        return self._worker.submit(fn, *args)
+
+    def _fit(self, image: np.ndarray, labels: np.ndarray, ids: list[int]) -> tuple[AdaptationReport, torch.nn.Module]:
+        """The adapted MRN (a copy when fitted in the background, where the next fit may already be
+        changing the adapter's)."""
+        start = time.perf_counter()
+        self.adapter.add(image, labels, ids, self.backend.backbone)
+        report = self.adapter.fit()
+        report.seconds = time.perf_counter() - start
+        return report, copy.deepcopy(self.adapter.network) if self.background else self.adapter.network

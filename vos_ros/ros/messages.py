@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import cv2
 import numpy as np
 from geometry_msgs.msg import Point
 from sensor_msgs.msg import RegionOfInterest
@@ -57,27 +56,3 @@ def labels_from_array(msg: TrackedObjectArray) -> np.ndarray:
                         obj.mask_x_offset: obj.mask_x_offset + obj.mask.width]
         region[mask] = obj.id
     return labels
-
-
-# Distinct colours for ids 1..N in the overlay (id cycles through the table).
-_PALETTE = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
-                     [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212]], np.uint8)
-
-
-def overlay(image_rgb: np.ndarray, result: FrameResult, alpha: float = 0.5) -> np.ndarray:
-    """RGB image with each target's mask tinted, its box drawn and its id written."""
-    out = image_rgb.copy()
-    labels = result.labels
-    fg = labels > 0
-    if fg.any():
-        colours = _PALETTE[(labels[fg].astype(np.int64) - 1) % len(_PALETTE)]
-        out[fg] = (out[fg] * (1 - alpha) + colours * alpha).astype(np.uint8)
-    for t in result.targets:
-        if t.box is None:
-            continue
-        colour = tuple(int(c) for c in _PALETTE[(t.id - 1) % len(_PALETTE)])
-        x1, y1, x2, y2 = (int(round(v)) for v in t.box)
-        cv2.rectangle(out, (x1, y1), (x2, y2), colour, 2)
-        cv2.putText(out, f"{t.id} {t.status.name.lower()} {t.score:.2f}", (x1, max(12, y1 - 4)),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)
-    return out

@@ -13,33 +13,17 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from vos_ros.ros.entry import run_node
 from vos_ros.ros.image_conv import numpy_to_imgmsg
-from vos_ros.ros.qos import IMAGE_QOS_CHOICES, LATCHED_QOS, image_qos
+from vos_ros.ros.parameters import PLAYER
+from vos_ros.ros.qos import LATCHED_QOS, image_qos
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
-PARAMETERS: dict[str, tuple[object, str]] = {
-    "source": ("synthetic", "synthetic | video file | image folder | DAVIS root (with `sequence`)"),
-    "sequence": ("", "DAVIS sequence name when `source` is a DAVIS root"),
-    "mask": ("", "label image for frame 0 (video/folder sources); DAVIS uses its frame-0 annotation"),
-    "rate_hz": (10.0, "publish rate"),
-    "num_frames": (0, "publish at most this many frames; 0 = all"),
-    "loop": (False, "start again after the last frame (the mask is sent once)"),
-    "image_topic": ("image", "output images (rgb8)"),
-    "init_mask_topic": ("vos/init_mask", "latched frame-0 label mask (mono16)"),
-    "image_qos": ("reliable", f"image publisher QoS: {'|'.join(IMAGE_QOS_CHOICES)}"),
-    "frame_id": ("camera", "header.frame_id of the images"),
-    "wait_for_subscribers_s": (10.0, "wait this long for image and mask subscribers before frame 0"),
-    "min_image_subscribers": (1, "image subscribers to wait for (a tracker and a recording probe: 2)"),
-    "synthetic_objects": (2, "objects in the synthetic clip"),
-    "synthetic_frames": (60, "frames in the synthetic clip"),
-}
 
 
 class FrameSource:
@@ -106,11 +90,7 @@ class FrameSource:
 class PlayerNode(Node):
     def __init__(self, **kwargs):
         super().__init__("player", **kwargs)
-        for name, (default, description) in PARAMETERS.items():
-            self.declare_parameter(name, default, ParameterDescriptor(description=description, read_only=True))
-        p = {name: self.get_parameter(name).value for name in PARAMETERS}
-        if p["image_qos"] not in IMAGE_QOS_CHOICES or p["rate_hz"] <= 0:
-            raise ValueError(f"invalid player parameters: image_qos={p['image_qos']!r}, rate_hz={p['rate_hz']}")
+        p = PLAYER.declare(self)
         self.source = FrameSource(p["source"], p["sequence"], p["mask"], p["synthetic_frames"], p["synthetic_objects"])
         self.total = len(self.source) if p["num_frames"] <= 0 else min(p["num_frames"], len(self.source))
         self.loop = p["loop"]

@@ -12,6 +12,8 @@ nothing, the prompt's own region (box, polygon or disk) is the mask.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import cv2
 import numpy as np
 
@@ -90,3 +92,22 @@ def mask_from_point(image_rgb: np.ndarray, x: float, y: float, point_box_fractio
     cv2.circle(disk, (cx, cy), max(2, half // 8), 1, -1)
     init[disk > 0] = cv2.GC_FGD
     return _grabcut(image_rgb, init, disk > 0)
+
+
+class Clicks:
+    """Pixel clicks to prompts: in `point` mode each click is a point prompt; in `box` mode two
+    clicks are the opposite corners of a box prompt."""
+
+    def __init__(self):
+        self.corner: tuple[float, float] | None = None
+
+    def click(self, x: float, y: float, mode: str) -> tuple[Callable[[np.ndarray], np.ndarray] | None, str]:
+        """(mask from the frame's RGB image, description), or (None, what to do next)."""
+        if mode == "point":
+            self.corner = None
+            return (lambda rgb: mask_from_point(rgb, x, y)), f"point ({x:.0f}, {y:.0f})"
+        if self.corner is None:
+            self.corner = (x, y)
+            return None, f"box corner 1 at ({x:.0f}, {y:.0f}); click the opposite corner"
+        (x0, y0), self.corner = self.corner, None
+        return (lambda rgb: mask_from_box(rgb, (x0, y0, x, y))), f"box ({x0:.0f}, {y0:.0f})-({x:.0f}, {y:.0f})"

@@ -1,5 +1,6 @@
 """QoS profiles of the vos_ros topics (contract in docs/ros.md)."""
 
+from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                        qos_profile_sensor_data, qos_profile_system_default)
 
@@ -22,3 +23,19 @@ def image_qos(name: str, depth: int) -> QoSProfile:
             "system_default": qos_profile_system_default}[name]
     return QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST,
                       reliability=base.reliability, durability=DurabilityPolicy.VOLATILE)
+
+
+def incompatible_qos_events(logger, image_topic: str, image_qos_name: str
+                            ) -> tuple[PublisherEventCallbacks, SubscriptionEventCallbacks]:
+    """Event callbacks for the tracker's outputs and its image subscription that log an incompatible
+    peer (no message would ever flow) with what to change."""
+    def offered(event):
+        logger.error(f"INCOMPATIBLE QoS: a subscriber of a tracker output requests more than reliable/volatile "
+                     f"(policy {event.last_policy_kind}); it will receive nothing.")
+
+    def requested(event):
+        logger.error(f"INCOMPATIBLE QoS: a publisher on '{image_topic}' cannot serve this subscription (policy "
+                     f"{event.last_policy_kind}); no images will arrive. image_qos is '{image_qos_name}': use "
+                     "sensor_data (best effort), which accepts any publisher.")
+
+    return PublisherEventCallbacks(incompatible_qos=offered), SubscriptionEventCallbacks(incompatible_qos=requested)

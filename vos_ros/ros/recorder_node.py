@@ -10,35 +10,26 @@ from __future__ import annotations
 from pathlib import Path
 
 import cv2
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
 from vos_ros.ros.entry import run_node
+from vos_ros.ros.parameters import RECORDER
 from vos_ros.ros.image_conv import ImageConversionError, imgmsg_to_rgb
 
-PARAMETERS: dict[str, tuple[object, str]] = {
-    "image_topic": ("vos/overlay", "images to record (any encoding the tracker accepts)"),
-    "filename": ("overlay.mp4", "output video (mp4v); its folder is created"),
-    "fps": (10.0, "frame rate written into the file"),
-}
 
 
 class RecorderNode(Node):
     def __init__(self, **kwargs):
         super().__init__("recorder", **kwargs)
-        for name, (default, description) in PARAMETERS.items():
-            self.declare_parameter(name, default, ParameterDescriptor(description=description, read_only=True))
-        self.path = Path(self.get_parameter("filename").value)
-        self.fps = float(self.get_parameter("fps").value)
-        if self.fps <= 0:
-            raise ValueError(f"recorder fps must be positive, got {self.fps}")
+        p = RECORDER.declare(self)
+        self.path, self.fps, self.topic = Path(p["filename"]), p["fps"], p["image_topic"]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer: cv2.VideoWriter | None = None
         self._size: tuple[int, int] | None = None
         self.frames = 0
         # Reliable depth 10: a recording should not lose frames to a momentary stall.
-        self.create_subscription(Image, self.get_parameter("image_topic").value, self._on_image, 10)
+        self.create_subscription(Image, self.topic, self._on_image, 10)
 
     def _on_image(self, msg: Image):
         try:
@@ -50,7 +41,7 @@ class RecorderNode(Node):
         if self._writer is None:
             self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, size)
             self._size = size
-            self.get_logger().info(f"recording '{self.get_parameter('image_topic').value}' to {self.path}")
+            self.get_logger().info(f"recording '{self.topic}' to {self.path}")
         if size != self._size:
             self.get_logger().warning(f"not recorded: frame is {size}, the video is {self._size}",
                                       throttle_duration_sec=5.0)

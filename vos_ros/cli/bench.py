@@ -1,0 +1,151 @@
+"""`vos-ros bench`: per-stage times, fps for 1 and 3 objects, memory over a long run, the theta_c sweep."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..data import davis
+from ..data.synthetic import make_clip
+from ..eval.metrics import evaluate_sequence, overall
+from ..inference.engine import Tracker
+from ..inference.video import segment_video
+from ..progress import progress
+from .common import DEFAULT_DATA, STAGES, build_tracker, print_run
+
+def _rss_mb() -> tuple[float, float]:
+    """Current and peak resident memory of this process (MB), from /proc."""
+    fields = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = int(value.split()[0]) / 1024
+    return fields.get("VmRSS", float("nan")), fields.get("VmHWM", float("nan"))
+
+
+def _speed(tracker: Tracker, clip, label: str) -> dict:
+    run = segment_video(tracker, progress(clip.frames, desc=label, leave=False), clip.labels[0])
+    print_run(label, run)
+    return {"fps": run.fps, "br_share": run.br_share,
+            "ms_per_stage": {s: 1000 * run.stage_seconds.get(s, 0) / run.steps for s in STAGES}}
+
+
+def _dis_baseline(tracker: Tracker, clip) -> float:
+    """fps of flow alone on the same frames: the floor any flow-based tracker pays."""
+    grays = [tracker.flow.prepare(f) for f in clip.frames]
+    start = time.perf_counter()
+    for a, b in zip(grays, grays[1:]):
+        tracker.flow.backward(a, b)
+    return (len(grays) - 1) / (time.perf_counter() - start)
+
+
+def _memory_run(tracker: Tracker, frames: list[np.ndarray], first: np.ndarray, total: int) -> dict:
+    """Play the frames back and forth for `total` steps, sampling resident memory."""
+    tracker.reset()
+    tracker.add_targets(frames[0], first)
+    order = list(range(1, len(frames))) + list(range(len(frames) - 2, -1, -1))
+    samples = []
+    for i in progress(range(total), desc="memory run", leave=False):
+        tracker.step(frames[order[i % len(order)]])
+        if i % 100 == 99:
+            samples.append(_rss_mb()[0])
+    warm = samples[min(2, len(samples) - 1)]
+    return {"frames": total, "rss_mb_samples": samples, "rss_mb_after_300": warm, "rss_mb_end": samples[-1],
+            "rss_growth_mb": samples[-1] - warm, "peak_mb": _rss_mb()[1]}
+
+
+def _sweep(tracker: Tracker, root: Path, thetas: list[float]) -> list[dict]:
+    rows = []
+    sequences = davis.list_sequences(root)
+    data = {s: ([davis.read_frame(p) for p in davis.frame_paths(root, s)], davis.read_ground_truth(root, s)) for s in sequences}
+    for theta in progress(thetas, desc="theta_c sweep"):
+        tracker.set_theta_c(theta)
+        scores, seconds, steps, br = {}, 0.0, 0, 0
+        for seq, (frames, gt) in data.items():
+            run = segment_video(tracker, frames, gt[0])
+            scores[seq] = evaluate_sequence(run.labels, gt)
+            seconds, steps, br = seconds + run.seconds, steps + run.steps, br + run.br_frames
+        j, f, jf = overall(scores)
+        rows.append({"theta_c": theta, "J": j, "F": f, "JF": jf, "fps": steps / seconds, "br_share": br / steps})
+        print(f"theta_c={theta:.2f}: J&F {jf:.3f} (J {j:.3f}, F {f:.3f}), {steps / seconds:.1f} fps, BR {100 * br / steps:.0f}%")
+    return rows
+
+
+def bench(args) -> int:
+    tracker = build_tracker(args)
+    theta = tracker.theta_c
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    report: dict = {"config": tracker.config.name, "backend": tracker.backend.label, "device": str(tracker.device),
+                    "threads": _threads(), "theta_c": theta, "resolution": "854x480"}
+    clips = {n: make_clip(args.frames, (854, 480), n, seed=n) for n in (1, 3)}
+    report["dis_flow_only_fps"] = _dis_baseline(tracker, clips[1])
+    # Another backend is timed against the torch networks on the same clips, clip after clip,
+    # so that both see about the same machine load.
+    reference = build_tracker(args, backend="torch") if args.backend != "torch" else None
+    for n, clip in clips.items():
+        label = f"synthetic 854x480, {n} object(s)"
+        entry = report[f"objects_{n}"] = _speed(tracker, clip, f"{tracker.backend.label}, {label}")
+        entry["ratio_to_flow_only"] = entry["fps"] / report["dis_flow_only_fps"]
+        if reference is not None:
+            ref = _speed(reference, clip, f"{reference.backend.label}, {label}")
+            entry["torch_reference"] = {"backend": reference.backend.label, **ref}
+            entry["speed_ratio_to_torch"] = entry["fps"] / ref["fps"]
+            print(f"{n} object(s): {tracker.backend.label} {entry['fps']:.1f} fps / {reference.backend.label} "
+                  f"{ref['fps']:.1f} fps = {entry['speed_ratio_to_torch']:.2f}x")
+    del reference
+    data_root = Path(args.data) if args.data else DEFAULT_DATA
+    dev = data_root / "davis2016" / "dev"
+    if dev.exists():
+        seq = davis.list_sequences(dev)[0]
+        frames = [davis.read_frame(p) for p in davis.frame_paths(dev, seq)]
+        first = davis.read_labels(davis.annotation_path(dev, seq))
+        source = f"davis2016/dev/{seq}"
+    else:
+        print(f"note: {dev} not found; memory run and sweep use the synthetic clip only")
+        frames, first, source = clips[1].frames, clips[1].labels[0], "synthetic"
+    if args.long_frames > 0:
+        report["memory"] = {"source": source, **_memory_run(tracker, frames, first, args.long_frames)}
+        m = report["memory"]
+        print(f"memory over {m['frames']} frames ({source}, back and forth): RSS {m['rss_mb_after_300']:.0f} MB "
+              f"after 300 frames -> {m['rss_mb_end']:.0f} MB at the end (growth {m['rss_growth_mb']:+.1f} MB), "
+              f"peak {m['peak_mb']:.0f} MB")
+    thetas = [float(v) for v in args.sweep.split(",") if v.strip()]
+    if thetas and dev.exists():
+        report["sweep"] = _sweep(tracker, dev, thetas)
+        _plot_sweep(report["sweep"], out / "theta_sweep.png", tracker.config.name)
+        print(f"sweep plot: {out / 'theta_sweep.png'}")
+    elif thetas:
+        print(f"theta_c sweep skipped: {dev} not found")
+    tracker.set_theta_c(theta)
+    (out / "bench.json").write_text(json.dumps(report, indent=2))
+    print(f"report: {out / 'bench.json'}")
+    return 0
+
+
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _plot_sweep(rows: list[dict], path: Path, name: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([r["fps"] for r in rows], [r["JF"] for r in rows], "o-")
+    for r in rows:
+        ax.annotate(f"θc={r['theta_c']:.2f}", (r["fps"], r["JF"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xlabel("frames per second")
+    ax.set_ylabel("J&F (davis2016/dev)")
+    ax.set_title(f"DTN decision threshold sweep ({name} config)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,34 @@
+"""What the sub-commands share: building the tracker the arguments ask for, printing a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import load_config
+from ..inference.engine import Tracker
+from ..inference.video import VideoRun
+
+STAGES = ("backbone", "flow", "dm", "bp", "br", "mrn", "merge")
+DEFAULT_DATA = Path("../shared/data")  # beside the repository, when run from its root
+
+
+def build_tracker(args, backend: str | None = None) -> Tracker:
+    """The tracker the arguments ask for; `backend` overrides theirs (its default precision then)."""
+    overrides = {} if args.theta_c is None else {"decision.theta_c": args.theta_c}
+    if args.method is not None:
+        overrides["method"] = args.method
+    config = load_config(args.config, overrides)
+    chosen = backend or args.backend
+    # A torch reference for a tensorrt bench runs on the same GPU.
+    device = args.device or ("cuda" if args.backend == "tensorrt" else None)
+    tracker = Tracker.from_config(config, weights=args.weights, device=device, untrained=args.untrained,
+                                  backend=chosen, precision=args.precision if chosen == args.backend else None,
+                                  cache_dir=args.cache)
+    if config.adaptation.iterations > 0 and tracker.adaptation is None:
+        print(f"note: backend {chosen} runs the offline MRN; first-frame adaptation needs backend torch")
+    return tracker
+
+
+def print_run(name: str, run: VideoRun) -> None:
+    stages = " ".join(f"{s}={1000 * run.stage_seconds.get(s, 0) / max(run.steps, 1):.1f}" for s in STAGES)
+    print(f"{name}: {run.steps + 1} frames, {run.fps:.1f} fps, BR {100 * run.br_share:.0f}% | ms/frame {stages}")

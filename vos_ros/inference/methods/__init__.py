@@ -1,0 +1,19 @@
+"""Per-frame segmenters behind one interface (base.py); `method:` in the engine config picks one."""
+
+from __future__ import annotations
+
+from ...config import ConfigError, EngineConfig
+from .base import Method
+from .dtn import DTNMethod
+
+METHODS: dict[str, type[Method]] = {DTNMethod.name: DTNMethod}
+
+
+def method_class(config: EngineConfig) -> type[Method]:
+    try:
+        return METHODS[config.method]
+    except KeyError:
+        raise ConfigError(f"unknown method '{config.method}'; known methods: {', '.join(sorted(METHODS))}") from None
+
+
+__all__ = ["METHODS", "Method", "method_class"]
