@@ -117,7 +117,7 @@ def test_onnxruntime_matches_torch_per_network(exported, clip, k):
 
 def test_engine_on_onnxruntime_tracks_like_torch(exported, clip):
     config, model, folder, _ = exported
-    runs = [segment_video(Tracker(config, backend), clip.frames, clip.labels[0])
+    runs = [segment_video(Tracker.from_backend(config, backend), clip.frames, clip.labels[0])
             for backend in (TorchBackend(model), OnnxRuntimeBackend(folder))]
     agreement = [float((a == b).mean()) for a, b in zip(runs[0].labels, runs[1].labels)]
     assert min(agreement) >= 0.999, agreement
@@ -274,5 +274,5 @@ def test_torch_fp16_on_cuda_tracks(exported, clip):
     config, model, _, _ = exported
     half = TorchBackend(load_dtn(config, untrained=True), "cuda")
     assert half.precision == "fp16"
-    run = segment_video(Tracker(config, half), clip.frames, clip.labels[0])
+    run = segment_video(Tracker.from_backend(config, half), clip.frames, clip.labels[0])
     assert len(run.labels) == len(clip.frames) and run.labels[-1].max() > 0

@@ -14,7 +14,6 @@ from ..backends.pytorch import TorchBackend
 from ..config import EngineConfig
 from ..model.dtn import DTN
 from .engine import Tracker
-from .methods.dtn import DTNMethod
 from .video import segment_video
 
 Clip = tuple[Iterable[np.ndarray], np.ndarray]  # frames (RGB uint8), first frame's label map
@@ -26,7 +25,7 @@ def record_network_inputs(model: DTN, config: EngineConfig, clips: Iterable[Clip
     config = copy.deepcopy(config)
     config.decision.theta_c = 1.0  # BR on every frame, so that the CRPN head sees as many inputs as the MRN
     recorder = RecordingBackend(TorchBackend(model, device, "fp32"))
-    tracker = Tracker(config, DTNMethod(config, recorder))
+    tracker = Tracker.from_backend(config, recorder)
     for frames, first_labels in clips:
         segment_video(tracker, frames, first_labels)
     empty = [graph for graph, samples in recorder.samples.items() if not samples]

@@ -78,6 +78,13 @@ class Tracker:
 
         return cls(config, DTNMethod.from_model(config, model, backend, device, precision, cache_dir))
 
+    @classmethod
+    def from_backend(cls, config: EngineConfig, backend: Backend) -> "Tracker":
+        """A tracker on DTN networks already behind `backend` (no first-frame adaptation)."""
+        from .methods.dtn import DTNMethod
+
+        return cls(config, DTNMethod(config, backend))
+
     @property
     def backend(self) -> Backend:
         return self.method.backend
