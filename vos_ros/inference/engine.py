@@ -29,6 +29,7 @@ from ..model.flow import flow_shape
 from ..model.geometry import mask_box
 from .adaptation import AdaptationReport, AdaptationRunner
 from .methods import Method, method_class
+from .methods.dtn import DTNMethod
 from .targets import Target, update_targets
 from .types import EngineInputError, FrameResult, Stream
 
@@ -74,15 +75,11 @@ class Tracker:
     def from_model(cls, config: EngineConfig, model: DTN, backend: str = "torch", device: str = "cpu",
                    precision: str | None = None, cache_dir: str | None = None) -> "Tracker":
         """A tracker running DTN networks `model` (weights loaded, on the CPU) behind `backend`."""
-        from .methods.dtn import DTNMethod
-
         return cls(config, DTNMethod.from_model(config, model, backend, device, precision, cache_dir))
 
     @classmethod
     def from_backend(cls, config: EngineConfig, backend: Backend) -> "Tracker":
         """A tracker on DTN networks already behind `backend` (no first-frame adaptation)."""
-        from .methods.dtn import DTNMethod
-
         return cls(config, DTNMethod(config, backend))
 
     @property

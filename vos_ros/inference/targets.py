@@ -52,11 +52,12 @@ class Target:
     prev_mask: np.ndarray  # float32 at the method's mask resolution (DTN: the flow's)
     box: Box  # last known box, frame pixels
     ref_area: float  # running area while TRACKING: the reference for OCCLUDED
-    tracked_size: tuple[float, float] = (0.0, 0.0)  # (w, h) of the last box seen whole: a lost search's scale
     score: float = 1.0
     appearance_level: float | None = None  # smoothed mean appearance match while TRACKING
-    whole_mask: np.ndarray | None = None  # prev_mask of the last frame it was seen whole: held behind another target
-    whole_box: Box | None = None
+    # From the first frame on, updated while it is seen whole:
+    tracked_size: tuple[float, float] = field(init=False)  # (w, h) of its box: a lost search's scale
+    whole_mask: np.ndarray = field(init=False)  # its prev_mask: where it is held behind another target
+    whole_box: Box = field(init=False)
     held_frames: int = 0  # frames held in place behind another target (0: not held)
     status: TargetStatus = TargetStatus.TRACKING
     frames_lost: int = 0

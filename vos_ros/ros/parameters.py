@@ -46,9 +46,6 @@ class Schema:
     def __iter__(self):
         return iter(self.parameters.values())
 
-    def __contains__(self, name: str) -> bool:
-        return name in self.parameters
-
     def __getitem__(self, name: str) -> Parameter:
         return self.parameters[name]
 

@@ -58,19 +58,18 @@ from torch.utils.data import DataLoader, IterableDataset, default_collate, get_w
 from torchvision.ops import roi_align
 
 from ..config import EngineConfig
-from ..progress import progress
 from ..data import davis
+from ..data.examples import ExampleBuilder, mrn_inputs
+from ..data.pairs import Clip, Pair, SyntheticPairs, VideoPairs
+from ..data.stills import StillImages
 from ..eval.metrics import evaluate_sequence
 from ..inference.engine import Tracker
 from ..inference.video import segment_video
 from ..model.crpn import MATCH_LEVEL, MATCH_STRIDE
 from ..model.dtn import DTN, load_weights, save_weights
 from ..model.geometry import paste_roi
-from ..data.examples import ExampleBuilder, mrn_inputs
-from ..data.pairs import Clip, Pair, SyntheticPairs, VideoPairs
-from ..data.stills import StillImages
 from ..model.losses import mrn_loss
-
+from ..progress import progress
 
 
 @dataclass
@@ -249,7 +248,7 @@ def train(config: EngineConfig, settings: TrainSettings, resume: bool = True) ->
     if not 0 <= settings.backbone_stages <= len(stages):
         raise ValueError(f"backbone_stages must be 0..{len(stages)}, got {settings.backbone_stages}")
     model.backbone.requires_grad_(False)
-    learning = stages[len(stages) - settings.backbone_stages:] if settings.backbone_stages else []
+    learning = stages[len(stages) - settings.backbone_stages:]
     if learning:
         for stage in learning:
             stage.requires_grad_(True)
