@@ -35,17 +35,26 @@ if [ "$(cat "$ros_stamp" 2>/dev/null)" != "$ros_want" ]; then
   echo "$ros_want" > "$ros_stamp"
 fi
 "$V/bin/python" tools/patch_ros_wheel_cmake.py "$V"
-echo "[setup] building vos_ros.msg / vos_ros.srv into $V"
-mkdir -p build
 # The venv's bin first on PATH and AMENT_PREFIX_PATH=<venv> let CMake find the
 # wheels' packages and their typesupports.
-PATH="$V/bin:$PATH" AMENT_PREFIX_PATH="$V" cmake -S . -B build/vos_ros_cmake \
-  -DCMAKE_INSTALL_PREFIX="$V" -DCMAKE_PREFIX_PATH="$V" -DPython3_EXECUTABLE="$V/bin/python" \
-  -DVOS_ROS_PYTHON_INSTALLED_BY_PIP=ON -DBUILD_TESTING=OFF > build/vos_ros_cmake.log 2>&1 \
-  || { cat build/vos_ros_cmake.log; exit 1; }
-PATH="$V/bin:$PATH" AMENT_PREFIX_PATH="$V" cmake --build build/vos_ros_cmake -j2 >> build/vos_ros_cmake.log 2>&1 \
-  || { tail -50 build/vos_ros_cmake.log; exit 1; }
-cmake --install build/vos_ros_cmake >> build/vos_ros_cmake.log 2>&1 || { tail -50 build/vos_ros_cmake.log; exit 1; }
+cmake_install() {  # SOURCE_DIR NAME [CMAKE_ARGS...]: configure, build and install into the venv
+  local src="$1" name="$2" log="build/$2_cmake.log"; shift 2
+  mkdir -p build
+  PATH="$V/bin:$PATH" AMENT_PREFIX_PATH="$V" cmake -S "$src" -B "build/${name}_cmake" \
+    -DCMAKE_INSTALL_PREFIX="$V" -DCMAKE_PREFIX_PATH="$V" -DPython3_EXECUTABLE="$V/bin/python" \
+    -DBUILD_TESTING=OFF "$@" > "$log" 2>&1 || { cat "$log"; exit 1; }
+  PATH="$V/bin:$PATH" AMENT_PREFIX_PATH="$V" cmake --build "build/${name}_cmake" -j2 >> "$log" 2>&1 \
+    || { tail -50 "$log"; exit 1; }
+  cmake --install "build/${name}_cmake" >> "$log" 2>&1 || { tail -50 "$log"; exit 1; }
+}
+# vision_msgs comes with every ROS install but not from PyPI: the detection
+# messages' published definitions (third_party/vision_msgs) where it is missing.
+if ! (cd / && "$V/bin/python" -c "import vision_msgs.msg" 2>/dev/null); then
+  echo "[setup] building vision_msgs (third_party/vision_msgs) into $V"
+  cmake_install third_party/vision_msgs vision_msgs
+fi
+echo "[setup] building vos_ros.msg / vos_ros.srv into $V"
+cmake_install . vos_ros -DVOS_ROS_PYTHON_INSTALLED_BY_PIP=ON
 # Checked from / : from the repository root, the source vos_ros/ (no msg/) would shadow it.
-(cd / && "$V/bin/python" -c "from vos_ros.msg import TrackedObjectArray; from vos_ros.srv import AddTargets") \
-  || { echo "[setup] vos_ros.msg / vos_ros.srv do not import after the build"; exit 1; }
+(cd / && "$V/bin/python" -c "from vos_ros.msg import TrackedObjectArray; from vos_ros.srv import AddTargets; from vision_msgs.msg import Detection3DArray") \
+  || { echo "[setup] vos_ros.msg, vos_ros.srv or vision_msgs.msg do not import after the build"; exit 1; }

@@ -1,9 +1,10 @@
+import cv2
 import numpy as np
 import pytest
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 
-from vos_ros.ros.image_conv import (ImageConversionError, imgmsg_to_labels, imgmsg_to_numpy, imgmsg_to_rgb,
-                                    numpy_to_imgmsg)
+from vos_ros.ros.image_conv import (ImageConversionError, compressed_to_rgb, imgmsg_to_labels, imgmsg_to_numpy,
+                                    imgmsg_to_rgb, numpy_to_imgmsg)
 
 RNG = np.random.default_rng(0)
 
@@ -52,3 +53,19 @@ def test_bad_messages_raise_clear_errors(change, match):
 def test_label_image_must_be_mono():
     with pytest.raises(ImageConversionError, match="label image encoding"):
         imgmsg_to_labels(numpy_to_imgmsg(np.zeros((4, 6, 3), np.uint8), "rgb8"))
+
+
+def test_compressed_png_and_jpeg_become_rgb_and_bad_data_is_rejected():
+    rgb = RNG.integers(0, 255, (24, 32, 3), dtype=np.uint8)
+    png = cv2.imencode(".png", rgb[..., ::-1])[1].tobytes()
+    np.testing.assert_array_equal(compressed_to_rgb(CompressedImage(format="png", data=png)), rgb)
+    smooth = np.repeat(np.linspace(0, 255, 32, dtype=np.uint8)[None, :, None], 24, 0).repeat(3, 2)
+    jpeg = cv2.imencode(".jpg", smooth, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+    decoded = compressed_to_rgb(CompressedImage(format="rgb8; jpeg compressed bgr8", data=jpeg))
+    assert decoded.shape == (24, 32, 3) and np.abs(decoded.astype(int) - smooth).max() < 8
+    for bad, why in ((CompressedImage(format="jpeg", data=b"garbage"), "does not decode"),
+                     (CompressedImage(format="jpeg", data=b""), "no data"),
+                     (CompressedImage(format="16UC1; compressedDepth png", data=png), "not a jpeg or png colour"),
+                     (CompressedImage(format="theora", data=png), "not a jpeg or png colour")):
+        with pytest.raises(ImageConversionError, match=why):
+            compressed_to_rgb(bad)

@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 from std_msgs.msg import Header
 
+from vos_ros.depth import Target3D
 from vos_ros.inference.types import FrameResult, Stream, TargetResult, TargetStatus
 from vos_ros.msg import TrackedObject, TrackedObjectArray
+from vos_ros.ros import vision
 from vos_ros.ros.messages import labels_from_array, tracked_object_array
 from vos_ros.srv import AddTargets, RemoveTargets, Reset
 
@@ -48,3 +50,25 @@ def test_array_conversion_round_trips_the_labels(mask_format):
     lost = msg.objects[2]
     assert lost.status == TrackedObject.STATUS_LOST and lost.mask.width == 0 and math.isnan(lost.centroid.x)
     np.testing.assert_array_equal(labels_from_array(msg), _result().labels)
+
+
+def test_3d_fields_and_vision_msgs_detections():
+    geometry = {1: Target3D(np.array([0.1, 0.2, 1.0]), np.array([0.0, 0.1, 0.9]), np.array([0.2, 0.3, 1.1]),
+                            np.zeros((5, 3), np.float32))}
+    header = Header(frame_id="camera_color_optical_frame")
+    msg = tracked_object_array(_result(), header, {1: "cup"}, "cropped", geometry)
+    one, three = msg.objects[0], msg.objects[1]
+    assert one.has_3d and (one.position.x, one.position.z) == pytest.approx((0.1, 1.0))
+    assert (one.box_3d_center.y, one.box_3d_size.z) == pytest.approx((0.2, 0.2))
+    assert not three.has_3d and math.isnan(three.position.z) and math.isnan(three.box_3d_size.x)
+    if not vision.AVAILABLE:
+        pytest.skip("vision_msgs not installed (scripts/setup.sh builds it)")
+    detections = vision.detection_2d_array(_result(), header, {1: "cup"})
+    assert [d.id for d in detections.detections] == ["1", "3"]  # the lost target 7 is no detection
+    first = detections.detections[0]
+    assert (first.bbox.center.position.x, first.bbox.center.position.y, first.bbox.size_x) == (20.0, 10.0, 20.0)
+    assert first.results[0].hypothesis.class_id == "cup" and first.header.frame_id == "camera_color_optical_frame"
+    boxes = vision.detection_3d_array(_result(), header, {}, geometry)
+    assert [d.id for d in boxes.detections] == ["1"]
+    assert boxes.detections[0].bbox.center.position.z == pytest.approx(1.0)
+    assert boxes.detections[0].results[0].pose.pose.position.y == pytest.approx(0.2)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import sys
 
+import cv2
 import numpy as np
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 # encoding -> (dtype, channels)
@@ -99,6 +100,20 @@ def imgmsg_to_rgb(msg: Image) -> np.ndarray:
     if enc in ("mono8", "8UC1"):
         return np.repeat(arr[..., None], 3, axis=2)
     raise ImageConversionError(f"encoding '{enc}' is not a colour camera image (use rgb8, bgr8, rgba8, bgra8 or mono8)")
+
+
+def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
+    """A compressed camera image (image_transport's `compressed`: jpeg or png) as (H, W, 3) uint8 RGB."""
+    fmt = msg.format.lower()
+    if "compresseddepth" in fmt or not any(f in fmt for f in ("jpeg", "jpg", "png")):
+        raise ImageConversionError(f"compressed format '{msg.format}' is not a jpeg or png colour image")
+    data = np.frombuffer(msg.data, np.uint8)
+    if data.size == 0:
+        raise ImageConversionError("compressed image has no data")
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)  # grey and 16-bit images come back as 8-bit BGR
+    if bgr is None:
+        raise ImageConversionError(f"compressed image ({data.size} bytes, format '{msg.format}') does not decode")
+    return np.ascontiguousarray(bgr[..., ::-1])
 
 
 def imgmsg_to_labels(msg: Image) -> np.ndarray:

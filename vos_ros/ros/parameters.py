@@ -82,6 +82,16 @@ def _tracker_schema() -> Schema:
         Parameter("image_topic", "image", f"camera image {topic}: rgb8, bgr8, rgba8, bgra8 or mono8"),
         Parameter("image_qos", "sensor_data", f"image subscription QoS: {'|'.join(IMAGE_QOS_CHOICES)}",
                   **one_of(IMAGE_QOS_CHOICES)),
+        Parameter("image_transport", "raw", "raw: sensor_msgs/Image on image_topic; compressed: "
+                  "sensor_msgs/CompressedImage (jpeg, png) on image_topic/compressed", **one_of(("raw", "compressed"))),
+        Parameter("camera_info_topic", "camera_info", f"sensor_msgs/CameraInfo of the images {topic}: the "
+                  "camera model for depth, republished with each output"),
+        Parameter("depth_topic", "", "aligned depth image (16UC1 millimetres or 32FC1 metres, the colour "
+                  "camera's model); empty = no 3D"),
+        Parameter("depth_slop_s", 0.03, "most stamp difference between a frame and its depth image",
+                  **at_least(0.0)),
+        Parameter("depth_erosion_px", 3, "mask erosion before sampling depth (edge pixels see the background)",
+                  **at_least(0)),
         # 5 as in rclpy's sensor-data profile: the callback only queues, so a deeper reader history
         # costs nothing and rides out scheduler stalls that lost frames at 2.
         Parameter("image_qos_depth", 5, "image subscription queue depth", **at_least(1)),
@@ -89,6 +99,13 @@ def _tracker_schema() -> Schema:
         Parameter("objects_topic", "vos/objects", "vos_ros/TrackedObjectArray output"),
         Parameter("labels_topic", "vos/labels", "mono16 label image output (pixel = target id)"),
         Parameter("overlay_topic", "vos/overlay", "rgb8 overlay for rviz (computed only while subscribed)"),
+        Parameter("detections_topic", "vos/detections", "vision_msgs/Detection2DArray output (when vision_msgs "
+                  "is installed)"),
+        Parameter("detections_3d_topic", "vos/detections_3d", "vision_msgs/Detection3DArray output (with "
+                  "depth_topic)"),
+        Parameter("points_topic", "vos/points", "sensor_msgs/PointCloud2 of the targets' surface points, field id "
+                  "(with depth_topic and publish_points)"),
+        Parameter("camera_info_out_topic", "vos/camera_info", "the latest CameraInfo, stamped as each output"),
         Parameter("point_topic", "vos/prompt/point", "geometry_msgs/Point pixel click (rqt_image_view style)"),
         Parameter("point_stamped_topic", "vos/prompt/point_stamped", "geometry_msgs/PointStamped pixel click"),
         Parameter("polygon_topic", "vos/prompt/polygon", "geometry_msgs/PolygonStamped in pixels (2 points = box)"),
@@ -125,6 +142,7 @@ def _tracker_schema() -> Schema:
                   "configuration's", live=True, check=lambda v: v == -1.0 or 0.0 <= v <= 1.0,
                   rule="must be in [0, 1] (or -1 for the configuration's)"),
         Parameter("publish_overlay", True, "compute and publish the overlay while someone subscribes", live=True),
+        Parameter("publish_points", False, "publish the targets' point cloud (with depth_topic)", live=True),
         Parameter("mask_format", "cropped", f"mask in TrackedObject: {'|'.join(MASK_FORMATS)}", live=True,
                   **one_of(MASK_FORMATS)),
         Parameter("click_mode", "point", "point: each click is a target; box: two clicks are a box", live=True,

@@ -1,6 +1,9 @@
 """QoS profiles of the vos_ros topics (contract in docs/ros.md)."""
 
-from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
+try:
+    from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
+except ImportError:  # Humble: the event callbacks lived in rclpy.qos_event until Iron
+    from rclpy.qos_event import PublisherEventCallbacks, SubscriptionEventCallbacks
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                        qos_profile_sensor_data, qos_profile_system_default)
 

@@ -24,22 +24,21 @@ from geometry_msgs.msg import Point, PointStamped, PolygonStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 from vos_ros.config import ConfigError, EngineConfig, load_config
 from vos_ros.inference.types import EngineInputError
-from vos_ros.msg import TrackedObjectArray
 from vos_ros.ros import prompts
+from vos_ros.ros.camera_inputs import CameraInputs
 from vos_ros.ros.diagnostics import RateCounter, tracker_status
 from vos_ros.ros.engine_worker import AddRejected, EngineWorker, labels_as_given, load_tracker, prompt_labels
 from vos_ros.ros.entry import await_thread_future, run_node
 from vos_ros.ros.frame_ring import Frame, stamp_ns
-from vos_ros.ros.image_conv import ImageConversionError, imgmsg_to_labels, imgmsg_to_rgb, numpy_to_imgmsg
-from vos_ros.ros.messages import tracked_object_array
-from vos_ros.ros.overlay import overlay
+from vos_ros.ros.image_conv import ImageConversionError, compressed_to_rgb, imgmsg_to_labels, imgmsg_to_rgb
+from vos_ros.ros.outputs import TrackerOutputs
 from vos_ros.ros.parameters import TRACKER, engine_overrides
-from vos_ros.ros.qos import LATCHED_QOS, OUTPUT_QOS, image_qos, incompatible_qos_events
+from vos_ros.ros.qos import LATCHED_QOS, image_qos, incompatible_qos_events
 from vos_ros.srv import AddTargets, RemoveTargets, Reset
 
 
@@ -57,6 +56,8 @@ class TrackerNode(LifecycleNode):
         self._latencies: list[float] = []
         self._last_targets: list = []
         self._last_error = ""
+        self._outputs: TrackerOutputs | None = None
+        self._camera_inputs: CameraInputs | None = None
         self._configured_theta_c = float("nan")
         self._lifecycle_publishers: list = []
         self._ros_entities: list = []
@@ -90,21 +91,25 @@ class TrackerNode(LifecycleNode):
         requests = MutuallyExclusiveCallbackGroup()  # services and prompts: may wait for the worker
         pub_events, sub_events = incompatible_qos_events(self.get_logger(), self.param("image_topic"),
                                                          self.param("image_qos"))
-        self._objects_pub = self.create_lifecycle_publisher(
-            TrackedObjectArray, self.param("objects_topic"), OUTPUT_QOS, event_callbacks=pub_events)
-        self._labels_pub = self.create_lifecycle_publisher(
-            Image, self.param("labels_topic"), OUTPUT_QOS, event_callbacks=pub_events)
-        self._overlay_pub = self.create_lifecycle_publisher(
-            Image, self.param("overlay_topic"), OUTPUT_QOS, event_callbacks=pub_events)
+        self._camera_inputs = CameraInputs(bool(self.param("depth_topic")), self.param("ring_buffer_length"),
+                                           int(self.param("depth_slop_s") * 1e9))
+        self._outputs = TrackerOutputs(self, self.param, pub_events, self._camera_inputs, self._warn)
         # A plain publisher: diagnostics also report an inactive tracker.
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self._lifecycle_publishers = [self._objects_pub, self._labels_pub, self._overlay_pub]
+        self._lifecycle_publishers = list(self._outputs.publishers)
+        camera_qos = image_qos(self.param("image_qos"), self.param("image_qos_depth"))
+        if self.param("image_transport") == "compressed":  # image_transport's topic naming
+            images = self.create_subscription(CompressedImage, self.param("image_topic") + "/compressed",
+                                              self._on_compressed_image, camera_qos, callback_group=inputs,
+                                              event_callbacks=sub_events)
+        else:
+            images = self.create_subscription(Image, self.param("image_topic"), self._on_image, camera_qos,
+                                              callback_group=inputs, event_callbacks=sub_events)
         self._ros_entities = [
             self._diagnostics_pub,
-            self.create_subscription(
-                Image, self.param("image_topic"), self._on_image,
-                image_qos(self.param("image_qos"), self.param("image_qos_depth")), callback_group=inputs,
-                event_callbacks=sub_events),
+            images,
+            self.create_subscription(CameraInfo, self.param("camera_info_topic"), self._camera_inputs.put_camera_info,
+                                     camera_qos, callback_group=inputs),
             self.create_subscription(Image, self.param("init_mask_topic"), self._on_init_mask, LATCHED_QOS,
                                      callback_group=requests),
             self.create_subscription(Point, self.param("point_topic"), self._on_point, 10, callback_group=requests),
@@ -117,8 +122,11 @@ class TrackerNode(LifecycleNode):
             self.create_service(Reset, "vos/reset", self._on_reset, callback_group=requests),
             self.create_timer(self.param("diagnostics_period_s"), self._publish_diagnostics),
         ]
+        if self._camera_inputs.has_depth:
+            self._ros_entities.append(self.create_subscription(
+                Image, self.param("depth_topic"), self._camera_inputs.put_depth, camera_qos, callback_group=inputs))
         self.get_logger().info(
-            f"configured: images on '{self.resolve_topic_name(self.param('image_topic'))}' "
+            f"configured: images on '{self.resolve_topic_name(images.topic_name)}' "
             f"({self.param('image_qos')}), configuration '{self._engine_config.name}'")
         return TransitionCallbackReturn.SUCCESS
 
@@ -186,18 +194,24 @@ class TrackerNode(LifecycleNode):
 
     # -- inputs (executor threads; they never wait for the engine) -----------------
     def _on_image(self, msg: Image):
+        self._offer_image(msg.header, lambda: imgmsg_to_rgb(msg))
+
+    def _on_compressed_image(self, msg: CompressedImage):
+        self._offer_image(msg.header, lambda: compressed_to_rgb(msg))
+
+    def _offer_image(self, header: Header, decode: Callable[[], np.ndarray]):
         self._received.total += 1
         worker = self._worker
         if worker is None:  # inactive: nothing will process it
             return
         try:
-            rgb = imgmsg_to_rgb(msg)
+            rgb = decode()
         except ImageConversionError as e:
             self._rejected_images += 1
             self._last_error = f"image rejected: {e}"
             self.get_logger().warning(f"image rejected: {e}", throttle_duration_sec=5.0)
             return
-        worker.offer(Frame(msg.header, rgb))
+        worker.offer(Frame(header, rgb))
 
     def _submit(self, command: Callable[[EngineWorker], concurrent.futures.Future]) -> concurrent.futures.Future:
         """`command` queued on the active worker, or a future already failed when inactive."""
@@ -296,11 +310,7 @@ class TrackerNode(LifecycleNode):
 
     # -- outputs (worker thread) --------------------------------------------------------
     def _publish(self, frame: Frame, result, names: dict[int, str]):
-        header: Header = frame.header
-        self._objects_pub.publish(tracked_object_array(result, header, names, self.param("mask_format")))
-        self._labels_pub.publish(numpy_to_imgmsg(result.labels, "mono16", header))
-        if self.param("publish_overlay") and self._overlay_pub.get_subscription_count() > 0:
-            self._overlay_pub.publish(numpy_to_imgmsg(overlay(frame.rgb, result), "rgb8", header))
+        self._outputs.publish(frame, result, names)
         self._published.total += 1
         now_ns = self.get_clock().now().nanoseconds
         self._latencies.append((now_ns - frame.stamp_ns) * 1e-9)
