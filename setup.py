@@ -19,7 +19,7 @@ setup(
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),
         ("share/" + package_name + "/launch", glob("launch/*.launch.py")),
-        ("share/" + package_name + "/config", glob("config/*.yaml") + glob("config/*.xml")),
+        ("share/" + package_name + "/config", glob("config/*.yaml") + glob("config/*.xml") + glob("config/*.rviz")),
     ],
     install_requires=["numpy", "pyyaml", "opencv-python-headless", "pillow", "tqdm", "safetensors", "matplotlib"],
     python_requires=">=3.10",

@@ -75,6 +75,17 @@ def test_yaml_and_docs_follow_the_parameter_schemas():
     assert TRACKER.problem("use_sim_time", True) is None  # rclpy's own parameters are not the schema's
 
 
+def test_rviz_config_shows_the_tracker_outputs_and_is_installed():
+    from vos_ros.ros.parameters import TRACKER
+
+    rviz = yaml.safe_load((REPO / "config" / "tracker.rviz").read_text())
+    displays = {d["Class"]: d for d in rviz["Visualization Manager"]["Displays"]}
+    for display, parameter in (("Image", "overlay_topic"), ("MarkerArray", "markers_topic"),
+                               ("PointCloud2", "points_topic")):
+        assert displays[f"rviz_default_plugins/{display}"]["Topic"]["Value"] == "/" + TRACKER[parameter].default
+    assert (Path(sys.prefix) / "share" / "vos_ros" / "config" / "tracker.rviz").exists()
+
+
 def test_launch_file_for_real():
     pytest.importorskip("launch_ros", reason="ROS 2 launch is not installed (not on PyPI)")
     launch = pytest.importorskip("launch")

@@ -1,7 +1,8 @@
 """The tracker's output topics for one processed frame (worker thread).
 
-Every output carries the input image's header. The 3D outputs need an aligned depth image and
-its CameraInfo (depth_input.py); without them `has_3d` is false and no 3D topic is published.
+Every output carries the input image's header. The 3D outputs (detections, points, rviz markers)
+need an aligned depth image and its CameraInfo (camera_inputs.py); without them `has_3d` is false
+and no 3D topic is published.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from typing import Callable
 
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from visualization_msgs.msg import MarkerArray
 
 from vos_ros.depth import DepthError, DepthSettings, Target3D, target_3d
 from vos_ros.inference.types import FrameResult, TargetStatus
@@ -17,6 +19,7 @@ from vos_ros.ros import vision
 from vos_ros.ros.camera_inputs import CameraInputs
 from vos_ros.ros.frame_ring import Frame
 from vos_ros.ros.image_conv import numpy_to_imgmsg
+from vos_ros.ros.markers import target_markers
 from vos_ros.ros.messages import tracked_object_array
 from vos_ros.ros.overlay import overlay
 from vos_ros.ros.qos import OUTPUT_QOS
@@ -36,13 +39,15 @@ class TrackerOutputs:
         self._overlay = publisher(Image, "overlay_topic")
         self._camera_info = publisher(CameraInfo, "camera_info_out_topic")
         self._detections = publisher(vision.Detection2DArray, "detections_topic") if vision.AVAILABLE else None
-        self._detections_3d = self._points = None
+        self._detections_3d = self._points = self._markers = None
         if inputs.has_depth:
             self._points = publisher(PointCloud2, "points_topic")
+            self._markers = publisher(MarkerArray, "markers_topic")
             if vision.AVAILABLE:
                 self._detections_3d = publisher(vision.Detection3DArray, "detections_3d_topic")
         self.publishers = [p for p in (self._objects, self._labels, self._overlay, self._camera_info,
-                                       self._detections, self._detections_3d, self._points) if p is not None]
+                                       self._detections, self._detections_3d, self._points, self._markers)
+                           if p is not None]
 
     def publish(self, frame: Frame, result: FrameResult, names: dict[int, str]) -> None:
         header = frame.header
@@ -58,6 +63,8 @@ class TrackerOutputs:
                 self._detections_3d.publish(vision.detection_3d_array(result, header, names, geometry))
             if self._param("publish_points"):
                 self._points.publish(vision.target_points(header, geometry))
+            if self._markers.get_subscription_count() > 0:
+                self._markers.publish(target_markers(header, names, geometry))
         info = self._inputs.camera_info
         if info is not None:
             fields = {name: getattr(info, name) for name in info.get_fields_and_field_types()}

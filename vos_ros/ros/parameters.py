@@ -105,6 +105,8 @@ def _tracker_schema() -> Schema:
                   "depth_topic)"),
         Parameter("points_topic", "vos/points", "sensor_msgs/PointCloud2 of the targets' surface points, field id "
                   "(with depth_topic and publish_points)"),
+        Parameter("markers_topic", "vos/markers", "visualization_msgs/MarkerArray for rviz: 3D boxes, centroids, "
+                  "labels (with depth_topic; computed only while subscribed)"),
         Parameter("camera_info_out_topic", "vos/camera_info", "the latest CameraInfo, stamped as each output"),
         Parameter("point_topic", "vos/prompt/point", "geometry_msgs/Point pixel click (rqt_image_view style)"),
         Parameter("point_stamped_topic", "vos/prompt/point_stamped", "geometry_msgs/PointStamped pixel click"),
