@@ -10,7 +10,7 @@ cd "$ROOT"
 [ -x "$V/bin/python" ] || "$PY" -m venv "$V"
 
 stamp="$V/.vos_ros_requirements.sha"
-want="$(cat requirements.txt requirements-nodeps.txt | sha256sum | cut -d' ' -f1)"
+want="$(cat requirements.txt requirements-python.txt requirements-nodeps.txt | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "[setup] installing Python requirements into $V (first run downloads several GB: torch + CUDA libs)"
   "$V/bin/pip" install -q --upgrade pip
