@@ -14,7 +14,7 @@ setup(
     name=package_name,
     version="0.1.0",
     packages=find_packages(include=["vos_ros", "vos_ros.*"]),
-    package_data={"vos_ros": ["configs/*.yaml", "weights/*.safetensors", "weights/*.json"]},
+    package_data={"vos_ros": ["configs/*.yaml", "weights/*.safetensors", "weights/*.json", "data/demo_masks/*.png"]},
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),

@@ -6,4 +6,4 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$ROOT/scripts/setup.sh"
-exec "$ROOT/.venv/bin/tracker_graph" --exit-when-done --record demo_out/overlay.mp4 "$@"
+exec "$ROOT/.venv/bin/tracker_graph" --exit-when-done --wait-for-adaptation --record demo_out/overlay.mp4 "$@"

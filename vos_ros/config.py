@@ -135,6 +135,11 @@ class TrackingConfig:
     min_area_fraction: float = 0.0002  # mask area / frame area below this -> lost
     occluded_area_ratio: float = 0.35  # area / reference area below this -> occluded
     area_ema: float = 0.8  # reference-area smoothing while tracking
+    # The frame's border occludes like another object: while a target touches it, its
+    # reference area is not updated, so that an object sliding out of view turns OCCLUDED
+    # (and is held to the strict appearance bar) instead of shrinking its reference with it
+    # and following the last sliver onto the background.
+    frame_edge_occludes: bool = True
     # While lost, full_frame's anchor grid grows by this factor per lost frame until it
     # covers the whole feature map.
     lost_search_growth: float = 1.5

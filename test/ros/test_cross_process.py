@@ -86,7 +86,7 @@ def test_tracker_graph_runs_player_and_tracker_in_one_process(ctx, weights_file)
 
     from vos_ros.msg import TrackedObjectArray
 
-    args = ["--ros-args", "-p", "synthetic_frames:=20", "-p", "publish_overlay:=false"]
+    args = ["--ros-args", "-p", "source:=synthetic", "-p", "clip_frames:=20", "-p", "publish_overlay:=false"]
     if weights_file:
         args += ["-p", f"weights:={weights_file}"]
     proc = subprocess.Popen(node_command("tracker_graph") + args, stdout=subprocess.PIPE,

@@ -94,23 +94,28 @@ def test_launch_file_for_real():
 
 
 def test_graph_entry_point_runs_the_demo_to_the_end_and_records(tmp_path, weights_file):
-    """The README's main job: one process, player -> tracker -> recorder, exits by itself."""
+    """The README's main job: one process, player -> tracker -> recorder, exits by itself and
+    scores what it published."""
     import os
     import subprocess
 
     import cv2
 
     video = tmp_path / "overlay.mp4"
-    ros_args = ["--ros-args", "-p", "synthetic_frames:=12", "-p", "rate_hz:=5.0"]
+    ros_args = ["--ros-args", "-p", "source:=synthetic", "-p", "clip_frames:=12", "-p", "rate_hz:=5.0"]
     if weights_file:
         ros_args += ["-p", f"weights:={weights_file}"]
     exe = shutil.which("tracker_graph") or str(Path(sys.prefix) / "bin" / "tracker_graph")
-    done = subprocess.run([exe, "--exit-when-done", "--record", str(video), *ros_args],
-                          capture_output=True, text=True, timeout=120, env=os.environ.copy())
+    done = subprocess.run([exe, "--exit-when-done", "--wait-for-adaptation", "--record", str(video), *ros_args],
+                          capture_output=True, text=True, timeout=180, env=os.environ.copy())
     assert done.returncode == 0, done.stderr[-2000:]
     summary = [line for line in done.stdout.splitlines() if line.startswith("player published")]
     assert summary and summary[0].startswith("player published 12 frames"), done.stdout
     assert "tracking [1, 2]" in done.stderr, "the init mask reached the tracker"
+    # Frame 1 waited for the first-frame adaptation, so every later frame was tracked with it.
+    assert "frame 1 after a" in done.stderr and "MRN adapted to [1, 2]" in done.stderr, done.stderr[-2000:]
+    assert any(line.startswith("J&F against the clip's ground truth over the 12 frames: ")
+               for line in done.stdout.splitlines()), done.stdout
     capture, frames = cv2.VideoCapture(str(video)), 0
     while capture.read()[0]:
         frames += 1

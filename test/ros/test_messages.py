@@ -8,6 +8,7 @@ from vos_ros.depth import Target3D
 from vos_ros.inference.types import FrameResult, Stream, TargetResult, TargetStatus
 from vos_ros.msg import TrackedObject, TrackedObjectArray
 from vos_ros.ros import vision
+from vos_ros.ros.image_conv import numpy_to_imgmsg
 from vos_ros.ros.messages import labels_from_array, tracked_object_array
 from vos_ros.srv import AddTargets, RemoveTargets, Reset
 
@@ -72,3 +73,23 @@ def test_3d_fields_and_vision_msgs_detections():
     assert [d.id for d in boxes.detections] == ["1"]
     assert boxes.detections[0].bbox.center.position.z == pytest.approx(1.0)
     assert boxes.detections[0].results[0].pose.pose.position.y == pytest.approx(0.2)
+
+
+def test_stream_score_holds_the_last_labels_over_skipped_frames():
+    from vos_ros.ros.stream_score import StreamScore
+
+    class FakeNode:
+        def create_subscription(self, *args):
+            self.callback = args[2]
+
+    truth = [np.zeros((4, 4), np.uint16) for _ in range(4)]
+    for labels in truth:
+        labels[1:3, 1:3] = 1
+    node = FakeNode()
+    scorer = StreamScore(node, "vos/labels")
+    published = numpy_to_imgmsg(truth[1], "mono16", Header())
+    published.header.stamp.nanosec = 10
+    node.callback(published)  # frame 1 tracked; frame 2 skipped (holds frame 1's); frame 3 never published
+    score = scorer.score([0, 10, 20, 30], truth)
+    assert score.per_object[1][0] == pytest.approx(1.0)  # frames 1 and 2 scored (first and last excluded)
+    assert scorer.score([0, 30, 40, 50], truth).per_object[1][0] == pytest.approx(0.0)

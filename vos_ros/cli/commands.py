@@ -12,7 +12,7 @@ import numpy as np
 
 from ..config import load_config
 from ..data import davis
-from ..data.synthetic import demo_clip
+from ..data.demo_scene import demo_scene
 from ..data.visualize import overlay
 from ..eval.metrics import SequenceScore, evaluate_sequence, overall
 from ..inference.types import TargetStatus
@@ -151,7 +151,7 @@ def train(args) -> int:
 # ------------------------------------------------------------------------------- demo
 def demo(args) -> int:
     tracker = build_tracker(args)
-    clip = demo_clip(args.frames)
+    clip = demo_scene(args.frames)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     writer = cv2.VideoWriter(str(out / "overlay.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 15, (854, 480))
@@ -165,8 +165,8 @@ def demo(args) -> int:
                 print(f"frame {index:3d}: object {t.id} {t.status.name.lower()} (stream {t.stream.name}, score {t.score:.2f})")
                 last[t.id] = t.status
 
-    print(f"embedded synthetic clip: {args.frames} frames 854x480, 2 objects, object 1 hidden in frames "
-          f"{args.frames // 3}..{args.frames // 3 + 14} and returning elsewhere")
+    print(f"embedded demo scene: {args.frames} frames 854x480 rendered from photos, 3 objects: 1 a cup, 2 a cat's "
+          "face that leaves the view and comes back, 3 a round sign that passes behind the cup")
     run = segment_video(tracker, clip.frames, clip.labels[0], on_frame)
     writer.release()
     score = evaluate_sequence(run.labels, clip.labels)

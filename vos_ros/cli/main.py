@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("bench-ros", add_help=False,
                    help="end-to-end latency/throughput across processes: player -> tracker -> probe (--help for options)")
 
-    demo = sub.add_parser("demo", help="track the embedded synthetic clip and score it (no camera, no data)")
+    demo = sub.add_parser("demo", help="track the embedded demo scene and score it (no camera, no data)")
     demo.add_argument("--out", default="demo_out")
     demo.add_argument("--frames", type=int, default=90)
     _add_model_args(demo)

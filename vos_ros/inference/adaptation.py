@@ -161,6 +161,11 @@ class AdaptationRunner:
         """A fit is running, or done but not yet swapped in."""
         return self._pending is not None
 
+    @property
+    def fitting(self) -> bool:
+        """A fit is running (it is swapped in at the first step after it ends)."""
+        return self._pending is not None and not self._pending.done()
+
     def start(self, image: np.ndarray, labels: np.ndarray, ids: list[int]) -> None:
         """Pairs for `ids`, then a refit on every current target's pairs."""
         self._pending = self._call(self._fit, image.copy(), labels.copy(), ids)

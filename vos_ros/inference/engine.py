@@ -225,6 +225,11 @@ class Tracker:
         """A background fit is running or done but not yet swapped in."""
         return self.adaptation is not None and self.adaptation.pending
 
+    @property
+    def adaptation_fitting(self) -> bool:
+        """A background fit is running."""
+        return self.adaptation is not None and self.adaptation.fitting
+
     def wait_for_adaptation(self) -> None:
         """Block until a background fit ends, and swap it in."""
         if self.adaptation is not None:

@@ -144,7 +144,8 @@ def update_targets(frame: FrameSegmentation, width: int, height: int, tracking: 
             target.status = TargetStatus.OCCLUDED
         else:
             target.status = TargetStatus.TRACKING
-            target.ref_area = tracking.area_ema * target.ref_area + (1 - tracking.area_ema) * area
+            if not (tracking.frame_edge_occludes and _at_frame_edge(mask_box(mask), width, height)):
+                target.ref_area = tracking.area_ema * target.ref_area + (1 - tracking.area_ema) * area
             level = target.appearance_level
             target.appearance_level = segment.appearance if level is None else (
                 tracking.appearance_ema * level + (1 - tracking.appearance_ema) * segment.appearance)
@@ -160,6 +161,12 @@ def update_targets(frame: FrameSegmentation, width: int, height: int, tracking: 
         results.append(TargetResult(target.id, mask, target.box, score, target.status, segment.stream,
                                     frame.confidence, area))
     return FrameResult(results, labels, frame.confidence, frame.stream), found_segments
+
+
+def _at_frame_edge(box: Box, width: int, height: int, margin: float = 2.0) -> bool:
+    """Whether the box touches the frame's border: the object may be partly out of view."""
+    x1, y1, x2, y2 = box
+    return x1 <= margin or y1 <= margin or x2 >= width - margin or y2 >= height - margin
 
 
 def _holds(target: Target, occluded: bool, found: bool, labels: np.ndarray, mask: np.ndarray,

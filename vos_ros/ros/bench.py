@@ -141,7 +141,7 @@ def run_pipeline(rate_hz: float, frames: int = 60, source: str = "synthetic", se
         if not diagnostics_seen[0]:
             raise RuntimeError(f"the tracker did not become active:\n{stop(tracker)}")
         player_args = ["--ros-args", "-p", f"source:={source}", "-p", f"rate_hz:={float(rate_hz)}",
-                       "-p", f"num_frames:={frames}", "-p", f"synthetic_frames:={frames}",
+                       "-p", f"num_frames:={frames}", "-p", f"clip_frames:={frames}",
                        "-p", "min_image_subscribers:=2"]  # the tracker and this probe see every frame
         if sequence:
             player_args += ["-p", f"sequence:={sequence}"]

@@ -5,11 +5,14 @@ nodes, the same YAML (keys are node names), the same arguments:
 
     tracker_graph [--params-file YAML] [--camera-topic TOPIC] [--no-player]
                   [--fastdds-profile XML|''] [--record VIDEO] [--exit-when-done]
-                  [--ros-args ...]
+                  [--wait-for-adaptation] [--ros-args ...]
 
 `--record` adds a recorder node on the overlay topic; `--exit-when-done` ends
 the run once the player has finished and the tracker has drained its queue
-(the README's main job: a finite demo that leaves a video behind).
+(the README's main job: a finite demo that leaves a video behind), and scores the
+published labels against the clip's ground truth when the player's source has it.
+`--wait-for-adaptation` has the player hold frame 1 until the tracker's first-frame
+adaptation has ended, as a user waits after drawing a mask (the main job).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.parameter import Parameter
 
 from vos_ros.ros.paths import default_params_file, fastdds_profile
+from vos_ros.ros.stream_score import StreamScore
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -40,9 +44,11 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--record", default="", metavar="VIDEO", help="record the tracker's overlay to this mp4")
     parser.add_argument("--exit-when-done", action="store_true",
                         help="exit after the player's last frame has been tracked (needs the player, loop off)")
+    parser.add_argument("--wait-for-adaptation", action="store_true",
+                        help="the player holds frame 1 until the tracker's first-frame adaptation has ended")
     args = parser.parse_args(argv)
-    if args.exit_when_done and not args.player:
-        parser.error("--exit-when-done needs the player")
+    if (args.exit_when_done or args.wait_for_adaptation) and not args.player:
+        parser.error("--exit-when-done and --wait-for-adaptation need the player")
     return args, ros_args
 
 
@@ -68,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
 
     overrides = [Parameter("image_topic", value=args.camera_topic)] if args.camera_topic else []
     nodes = []
-    tracker = player = recorder = None
+    tracker = player = recorder = scorer = None
     executor = SingleThreadedExecutor()  # the tracker's services await its worker (TrackerNode._wait)
     try:
         tracker = TrackerNode(parameter_overrides=overrides)
@@ -87,6 +93,13 @@ def main(argv: list[str] | None = None) -> int:
             player = PlayerNode(parameter_overrides=overrides)
             nodes.append(player)
             executor.add_node(player)
+            if args.wait_for_adaptation:
+                player.hold = tracker.settling_first_targets
+            if args.exit_when_done and player.source.ground_truth is not None:
+                scoring = rclpy.create_node("stream_score")
+                nodes.append(scoring)
+                executor.add_node(scoring)
+                scorer = StreamScore(scoring, tracker.param("labels_topic"))
         if args.exit_when_done:
             state: dict = {}
             while rclpy.ok() and not _tracker_settled(tracker, player, 2.0, state):
@@ -105,4 +118,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"player published {player.published} frames; tracker received {counts['frames_received']}, "
               f"published {counts['frames_published']} object arrays, dropped {counts['frames_dropped']}"
               + (f"; {recorder.frames} overlay frames in {args.record}" if recorder is not None else ""))
+        if scorer is not None and len(player.stamps) > 1:
+            score = scorer.score(player.stamps, player.source.ground_truth)
+            objects = ", ".join(f"{i}: {(j + f) / 2:.3f}" for i, (j, f) in sorted(score.per_object.items()))
+            print(f"J&F against the clip's ground truth over the {len(player.stamps)} frames: {score.JF:.3f} "
+                  f"(J {score.J:.3f}, F {score.F:.3f}; per object {objects})")
     return 0

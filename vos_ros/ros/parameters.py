@@ -156,7 +156,8 @@ def _player_schema() -> Schema:
     from vos_ros.ros.qos import IMAGE_QOS_CHOICES
 
     return Schema(
-        Parameter("source", "synthetic", "synthetic | video file | image folder | DAVIS root (with `sequence`)"),
+        Parameter("source", "demo", "demo (photo scene, 3 objects) | synthetic (sprites) | video file | image folder "
+                  "| DAVIS root (with `sequence`)"),
         Parameter("sequence", "", "DAVIS sequence name when `source` is a DAVIS root"),
         Parameter("mask", "", "label image for frame 0 (video/folder sources); DAVIS uses its frame-0 annotation"),
         Parameter("rate_hz", 10.0, "publish rate", **at_least(0.0, exclusive=True)),
@@ -172,7 +173,7 @@ def _player_schema() -> Schema:
         Parameter("min_image_subscribers", 1, "image subscribers to wait for (a tracker and a recording probe: 2)",
                   **at_least(0)),
         Parameter("synthetic_objects", 2, "objects in the synthetic clip", **at_least(1)),
-        Parameter("synthetic_frames", 60, "frames in the synthetic clip", **at_least(2)),
+        Parameter("clip_frames", 90, "frames of the demo or synthetic clip", **at_least(2)),
     )
 
 

@@ -282,6 +282,11 @@ class TrackerNode(LifecycleNode):
         response.success, response.message = error is None, error or result
         return response
 
+    def settling_first_targets(self) -> bool:
+        """Active, and either no target added yet or a first-frame adaptation still fitting."""
+        engine = self._engine
+        return engine is not None and (not engine.target_ids or engine.adaptation_fitting)
+
     def _tracked_ids(self) -> list[int]:
         engine = self._engine
         return list(engine.target_ids) if engine is not None else []
