@@ -5,4 +5,4 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$ROOT/scripts/setup.sh"
 cd "$ROOT"
-exec "$ROOT/.venv/bin/python" -m pytest -p no:cacheprovider -q test "$@"
+exec "$ROOT/.venv/bin/python" -m pytest -p no:cacheprovider -q --durations=15 test "$@"

@@ -102,7 +102,9 @@ def test_graph_entry_point_runs_the_demo_to_the_end_and_records(tmp_path, weight
     import cv2
 
     video = tmp_path / "overlay.mp4"
-    ros_args = ["--ros-args", "-p", "source:=synthetic", "-p", "clip_frames:=12", "-p", "rate_hz:=5.0"]
+    # A short fit (10 steps) is enough to exercise the hold.
+    ros_args = ["--ros-args", "-p", "source:=synthetic", "-p", "clip_frames:=12", "-p", "rate_hz:=5.0",
+                "-p", "adaptation_iterations:=10"]
     if weights_file:
         ros_args += ["-p", f"weights:={weights_file}"]
     exe = shutil.which("tracker_graph") or str(Path(sys.prefix) / "bin" / "tracker_graph")
