@@ -121,8 +121,9 @@ def demo_scene(num_frames: int = 90, size: tuple[int, int] = (854, 480)) -> Synt
         t = index / max(num_frames - 1, 1)
         canvas, shift = _camera_view(scene, t, width, height)
         label = np.zeros((height, width), np.uint16)
+        paths = _paths(t, width, height)
         for k in paint_order:
-            cx, cy, angle = _paths(t, width, height)[k]
+            cx, cy, angle = paths[k]
             _paste(canvas, label, *cutouts[k], (cx + shift[0], cy + shift[1]), angle, k + 1)
         light = 1.0 + 0.05 * np.sin(2 * np.pi * 1.5 * t)  # auto-exposure breathing
         noise = rng.normal(0, 2.0, canvas.shape).astype(np.float32)

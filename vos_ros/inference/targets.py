@@ -138,19 +138,19 @@ def update_targets(frame: FrameSegmentation, width: int, height: int, tracking: 
             results.append(TargetResult(target.id, np.zeros((height, width), bool), None, 0.0,
                                         TargetStatus.LOST, segment.stream, frame.confidence, 0))
             continue
+        target.box = mask_box(mask)
         if was_lost:
             target.status = TargetStatus.REIDENTIFIED
         elif occluded:
             target.status = TargetStatus.OCCLUDED
         else:
             target.status = TargetStatus.TRACKING
-            if not (tracking.frame_edge_occludes and _at_frame_edge(mask_box(mask), width, height)):
+            if not (tracking.frame_edge_occludes and _at_frame_edge(target.box, width, height)):
                 target.ref_area = tracking.area_ema * target.ref_area + (1 - tracking.area_ema) * area
             level = target.appearance_level
             target.appearance_level = segment.appearance if level is None else (
                 tracking.appearance_ema * level + (1 - tracking.appearance_ema) * segment.appearance)
         target.frames_lost = 0
-        target.box = mask_box(mask)
         if target.status == TargetStatus.TRACKING:
             target.tracked_size = box_size(target.box)
         target.score = score

@@ -11,17 +11,12 @@ from std_msgs.msg import Header
 
 from vos_ros.depth import Target3D
 from vos_ros.inference.types import FrameResult, TargetResult, TargetStatus
+from vos_ros.model.geometry import mask_box
 from vos_ros.msg import TrackedObject, TrackedObjectArray
 from vos_ros.ros.image_conv import numpy_to_imgmsg
 
 MASK_FORMATS = ("cropped", "full_frame")
 _NAN_POINT = dict(x=math.nan, y=math.nan, z=math.nan)
-
-
-def mask_bounds(mask: np.ndarray) -> tuple[int, int, int, int]:
-    """Tight box (x1, y1, x2, y2), x2 and y2 exclusive, of a non-empty mask: every output's box."""
-    ys, xs = np.nonzero(mask)
-    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
 
 
 def point_msg(v) -> Point:
@@ -42,7 +37,7 @@ def tracked_object(target: TargetResult, header: Header, label: str, mask_format
     if target.status == TargetStatus.LOST or target.area == 0 or centroid is None:
         obj.centroid = Point(x=math.nan, y=math.nan, z=0.0)
         return obj
-    x1, y1, x2, y2 = mask_bounds(target.mask)
+    x1, y1, x2, y2 = (int(v) for v in mask_box(target.mask))
     obj.box = RegionOfInterest(x_offset=x1, y_offset=y1, width=x2 - x1, height=y2 - y1)
     obj.centroid = Point(x=centroid[0], y=centroid[1], z=0.0)
     if mask_format == "full_frame":

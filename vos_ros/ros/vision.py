@@ -16,7 +16,8 @@ from std_msgs.msg import Header
 
 from vos_ros.depth import Target3D
 from vos_ros.inference.types import FrameResult, TargetResult, TargetStatus
-from vos_ros.ros.messages import mask_bounds, point_msg
+from vos_ros.model.geometry import mask_box
+from vos_ros.ros.messages import point_msg
 
 try:
     from vision_msgs.msg import (BoundingBox2D, BoundingBox3D, Detection2D, Detection2DArray, Detection3D,
@@ -42,7 +43,7 @@ def detection_2d_array(result: FrameResult, header: Header, names: dict[int, str
     """Detection2DArray: each visible target's tight box (centre and size in pixels)."""
     detections = []
     for t in _visible(result):
-        x1, y1, x2, y2 = mask_bounds(t.mask)
+        x1, y1, x2, y2 = mask_box(t.mask)
         bbox = BoundingBox2D(size_x=float(x2 - x1), size_y=float(y2 - y1))
         bbox.center.position.x, bbox.center.position.y = (x1 + x2) / 2, (y1 + y2) / 2
         detections.append(Detection2D(header=header, id=str(t.id), bbox=bbox, results=[_hypothesis(t, names)]))
