@@ -14,7 +14,8 @@ setup(
     name=package_name,
     version="0.1.0",
     packages=find_packages(include=["vos_ros", "vos_ros.*"]),
-    package_data={"vos_ros": ["configs/*.yaml", "weights/*.safetensors", "weights/*.json", "data/demo_masks/*.png"]},
+    package_data={"vos_ros": ["configs/*.yaml", "weights/*.safetensors", "weights/*.json", "data/demo_masks/*.png",
+                             "prompts/page/*"]},
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),
@@ -35,6 +36,7 @@ setup(
             "player_node = vos_ros.ros.player_node:main",
             "tracker_graph = vos_ros.ros.graph:main",
             "recorder_node = vos_ros.ros.recorder_node:main",
+            "prompt_ui = vos_ros.ros.prompt_ui_node:main",
         ],
     },
 )

@@ -19,6 +19,16 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
+# The prompt page's browser test drives Debian's chromium; installed where apt can (root), else
+# that test is skipped.
+if ! command -v chromedriver > /dev/null && command -v apt-get > /dev/null && [ "$(id -u)" = 0 ]; then
+  echo "[setup] installing chromium and chromium-driver (apt)"
+  mkdir -p build
+  apt-get install -y -q --no-install-recommends chromium chromium-driver > build/apt.log 2>&1 \
+    || (apt-get update -q > /dev/null 2>&1 && apt-get install -y -q --no-install-recommends chromium chromium-driver \
+        >> build/apt.log 2>&1) || echo "[setup] chromium not installed (see build/apt.log): the browser test will be skipped"
+fi
+
 echo "[setup] installing vos_ros into $V"
 "$V/bin/pip" install -q --no-deps --no-build-isolation --force-reinstall .
 

@@ -7,13 +7,13 @@ import re
 import sys
 from pathlib import Path
 
-from vos_ros.ros.parameters import PLAYER, RECORDER, TRACKER, markdown_table
+from vos_ros.ros.parameters import PLAYER, PROMPT_UI, RECORDER, TRACKER, markdown_table
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "ros.md"
 
 
 def render(text: str) -> str:
-    for node, schema in (("tracker", TRACKER), ("player", PLAYER), ("recorder", RECORDER)):
+    for node, schema in (("tracker", TRACKER), ("player", PLAYER), ("recorder", RECORDER), ("prompt_ui", PROMPT_UI)):
         text = re.sub(rf"(<!-- {node} parameters -->\n).*?(\n<!-- end -->)",
                       lambda m: m.group(1) + markdown_table(schema) + m.group(2), text, flags=re.S)
     return text

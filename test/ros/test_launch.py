@@ -46,8 +46,8 @@ def test_launch_file_with_stubs(monkeypatch):
     _load_launch_file()
     nodes = [r for r in Recorder.created if type(r).__name__ == "Node"]
     arguments = {r.args[0] for r in Recorder.created if type(r).__name__ == "DeclareLaunchArgument"}
-    assert {"camera_topic", "params_file", "player", "fastdds_profile"} <= arguments
-    assert {n.kwargs["name"] for n in nodes} == {"tracker", "player"}
+    assert {"camera_topic", "params_file", "player", "prompt_ui", "fastdds_profile"} <= arguments
+    assert {n.kwargs["name"] for n in nodes} == {"tracker", "player", "prompt_ui"}
     for node in nodes:
         assert node.kwargs["package"] == "vos_ros"
         assert node.kwargs["name"] in PARAMS, "the YAML keys are the node names"
@@ -58,14 +58,14 @@ def test_launch_file_with_stubs(monkeypatch):
 def test_yaml_and_docs_follow_the_parameter_schemas():
     """config/tracker.yaml sets every declared parameter to a valid value, its default (the file
     documents the defaults), and docs/ros.md's tables are the schemas'."""
-    from vos_ros.ros.parameters import PLAYER, TRACKER
+    from vos_ros.ros.parameters import PLAYER, PROMPT_UI, TRACKER
 
     sys.path.insert(0, str(REPO / "tools"))
     from parameter_tables import render
 
     docs = (REPO / "docs" / "ros.md").read_text()
     assert render(docs) == docs, "docs/ros.md's tables are stale: run tools/parameter_tables.py"
-    for node, schema in (("tracker", TRACKER), ("player", PLAYER)):
+    for node, schema in (("tracker", TRACKER), ("player", PLAYER), ("prompt_ui", PROMPT_UI)):
         values = PARAMS[node]["ros__parameters"]
         assert set(values) == schema.names(), node
         for name, value in values.items():

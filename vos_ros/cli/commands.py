@@ -21,7 +21,7 @@ from ..progress import progress
 from .bench import bench
 from .common import build_tracker, print_run
 
-__all__ = ["segment", "eval", "bench", "train", "demo", "export", "build_engine"]
+__all__ = ["segment", "eval", "bench", "train", "train_prompts", "prompt_eval", "demo", "export", "build_engine"]
 
 CALIBRATION_FRAMES = 64  # INT8 calibration frames in all (their network inputs are kept in memory)
 
@@ -149,6 +149,32 @@ def train(args) -> int:
 
 
 # ------------------------------------------------------------------------------- demo
+def train_prompts(args) -> int:
+    from ..training.prompt_trainer import PromptTrainSettings
+    from ..training.prompt_trainer import train_prompts as run
+
+    settings = PromptTrainSettings(
+        video=args.video, stills=args.stills, out=args.out, iterations=args.iterations, batch_size=args.batch_size,
+        lr=args.lr, seed=args.seed, still_share=args.still_share, checkpoint_every=args.checkpoint_every,
+        holdout=args.holdout)
+    print(f"prompt network weights: {run(settings, resume=not args.no_resume)}")
+    return 0
+
+
+def prompt_eval(args) -> int:
+    from ..eval.prompt_eval import prompt_eval as run
+    from ..prompts import build_segmenter
+
+    segmenter = build_segmenter(args.segmenter, args.weights)
+    sequences = args.sequences.split(",") if args.sequences else None
+    scores = run(segmenter, args.davis, args.prompt, sequences, args.every,
+                 report=lambda sequence, iou: print(f"{sequence} IoU={iou:.4f}", flush=True))
+    if not scores:
+        raise ValueError(f"no sequences under {args.davis}")
+    print(f"mean IoU={np.mean(list(scores.values())):.4f}")
+    return 0
+
+
 def demo(args) -> int:
     tracker = build_tracker(args)
     clip = demo_scene(args.frames)

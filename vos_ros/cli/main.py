@@ -1,4 +1,4 @@
-"""`vos-ros`: segment, eval, bench, bench-ros, train, demo, export, build-engine."""
+"""`vos-ros`: segment, eval, bench, bench-ros, train, train-prompts, prompt-eval, demo, export, build-engine."""
 
 from __future__ import annotations
 
@@ -90,6 +90,32 @@ def build_parser() -> argparse.ArgumentParser:
                        help="share of perturbed previous masks given a stray piece (a trail, a blob on a neighbour)")
     train.add_argument("--heads", default="", help="comma-separated heads that learn (decision,crpn,mrn; default all)")
     train.add_argument("--no-resume", action="store_true")
+
+    train_prompts = sub.add_parser("train-prompts", help="train the prompt network (box / click -> mask) on still "
+                                                         "images and train video")
+    train_prompts.add_argument("--video", required=True, help="DAVIS-layout training split (never a dev split)")
+    train_prompts.add_argument("--stills", required=True, metavar="DIR",
+                               help="still-image sets (DIR/SET/images/*.jpg, DIR/SET/masks/*.png)")
+    train_prompts.add_argument("--out", required=True, help="run folder: checkpoint, losses.jsonl, best weights")
+    train_prompts.add_argument("--iterations", type=int, default=2000)
+    train_prompts.add_argument("--batch-size", type=int, default=8)
+    train_prompts.add_argument("--lr", type=float, default=3e-4, help="head learning rate (cosine decay)")
+    train_prompts.add_argument("--seed", type=int, default=0)
+    train_prompts.add_argument("--still-share", type=float, default=0.5, help="share of objects from still images")
+    train_prompts.add_argument("--checkpoint-every", type=int, default=250)
+    train_prompts.add_argument("--holdout", default="", metavar="SEQ[,SEQ...]",
+                               help="train sequences left out and scored (box and click IoU) at each checkpoint; "
+                                    "the best is kept")
+    train_prompts.add_argument("--no-resume", action="store_true")
+
+    prompt_eval = sub.add_parser("prompt-eval", help="mask IoU of box or click prompts derived from DAVIS ground "
+                                                     "truth, every 10th frame")
+    prompt_eval.add_argument("--davis", required=True, help="DAVIS root")
+    prompt_eval.add_argument("--prompt", required=True, choices=("box", "click"))
+    prompt_eval.add_argument("--segmenter", default="learnt", choices=("learnt", "grabcut"))
+    prompt_eval.add_argument("--weights", default=None, help="prompt network weights (default: the shipped file)")
+    prompt_eval.add_argument("--sequences", help="comma-separated sequences (default: all)")
+    prompt_eval.add_argument("--every", type=int, default=10, help="frame step (default 10)")
 
     sub.add_parser("bench-ros", add_help=False,
                    help="end-to-end latency/throughput across processes: player -> tracker -> probe (--help for options)")

@@ -77,7 +77,7 @@ def node_command(executable: str) -> list[str]:
     if os.path.exists(path):
         return [path]
     module = {"tracker_node": "vos_ros.ros.tracker_node", "player_node": "vos_ros.ros.player_node",
-              "tracker_graph": "vos_ros.ros.graph"}[executable]
+              "tracker_graph": "vos_ros.ros.graph", "prompt_ui": "vos_ros.ros.prompt_ui_node"}[executable]
     return [sys.executable, "-c", f"import sys; from {module} import main; sys.exit(main())"]
 
 

@@ -10,6 +10,8 @@ from typing import Callable
 
 from rcl_interfaces.msg import ParameterDescriptor
 
+from vos_ros.prompts import SEGMENTERS
+
 
 @dataclass(frozen=True)
 class Parameter:
@@ -147,6 +149,8 @@ def _tracker_schema() -> Schema:
         Parameter("publish_points", False, "publish the targets' point cloud (with depth_topic)", live=True),
         Parameter("mask_format", "cropped", f"mask in TrackedObject: {'|'.join(MASK_FORMATS)}", live=True,
                   **one_of(MASK_FORMATS)),
+        Parameter("prompt_segmenter", "learnt", "how clicks and polygons become a mask: learnt (the prompt network) "
+                  "or grabcut; learnt falls back to grabcut when its weights are missing", **one_of(SEGMENTERS)),
         Parameter("click_mode", "point", "point: each click is a target; box: two clicks are a box", live=True,
                   **one_of(("point", "box"))),
     )
@@ -185,7 +189,28 @@ def _recorder_schema() -> Schema:
     )
 
 
-TRACKER, PLAYER, RECORDER = _tracker_schema(), _player_schema(), _recorder_schema()
+def _prompt_ui_schema() -> Schema:
+    from vos_ros.ros.qos import IMAGE_QOS_CHOICES
+
+    return Schema(
+        Parameter("host", "127.0.0.1", "address the page is served on (0.0.0.0: every interface, no authentication)"),
+        Parameter("port", 8765, "TCP port of the page (0: any free port, logged)", **at_least(0)),
+        Parameter("image_topic", "image", "the tracker's input images"),
+        Parameter("image_qos", "sensor_data", f"image subscriber QoS: {'|'.join(IMAGE_QOS_CHOICES)}",
+                  **one_of(IMAGE_QOS_CHOICES)),
+        Parameter("objects_topic", "vos/objects", "the tracker's TrackedObjectArray (the page's target list)"),
+        Parameter("add_service", "vos/add_targets", "the tracker's AddTargets service"),
+        Parameter("remove_service", "vos/remove_targets", "the tracker's RemoveTargets service"),
+        Parameter("reset_service", "vos/reset", "the tracker's Reset service"),
+        Parameter("segmenter", "learnt", f"prompt -> mask: {'|'.join(SEGMENTERS)} (learnt falls back to grabcut when "
+                  "its weights are missing)", **one_of(SEGMENTERS)),
+        Parameter("kept_frames", 16, "frames last shown on the page that prompts may still refer to", **at_least(1)),
+        Parameter("service_timeout_s", 30.0, "how long a page request waits for the tracker's answer",
+                  **at_least(0.0, exclusive=True)),
+    )
+
+
+TRACKER, PLAYER, RECORDER, PROMPT_UI = _tracker_schema(), _player_schema(), _recorder_schema(), _prompt_ui_schema()
 
 
 def markdown_table(schema: Schema) -> str:

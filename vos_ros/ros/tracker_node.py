@@ -29,9 +29,9 @@ from std_msgs.msg import Header
 
 from vos_ros.config import ConfigError, EngineConfig, load_config
 from vos_ros.inference.types import EngineInputError
-from vos_ros.ros import prompts
 from vos_ros.ros.camera_inputs import CameraInputs
 from vos_ros.ros.diagnostics import RateCounter, tracker_status
+from vos_ros.prompts import Clicks, Prompt, build_segmenter
 from vos_ros.ros.engine_worker import AddRejected, EngineWorker, labels_as_given, load_tracker, prompt_labels
 from vos_ros.ros.entry import await_thread_future, run_node
 from vos_ros.ros.frame_ring import Frame, stamp_ns
@@ -49,7 +49,8 @@ class TrackerNode(LifecycleNode):
         self._engine_config: EngineConfig | None = None
         self._worker: EngineWorker | None = None  # owns the engine while active
         self._dropped_before = 0  # frames dropped by earlier workers (activations)
-        self._clicks = prompts.Clicks()
+        self._clicks = Clicks()
+        self._segmenter = None  # prompt -> mask, loaded on configure
         self._received = RateCounter()
         self._published = RateCounter()
         self._rejected_images = 0
@@ -87,6 +88,7 @@ class TrackerNode(LifecycleNode):
         except ConfigError as e:
             self.get_logger().error(f"configure failed: {e}")
             return TransitionCallbackReturn.FAILURE
+        self._segmenter = self._load_segmenter()
         inputs = MutuallyExclusiveCallbackGroup()  # image callback: never waits
         requests = MutuallyExclusiveCallbackGroup()  # services and prompts: may wait for the worker
         pub_events, sub_events = incompatible_qos_events(self.get_logger(), self.param("image_topic"),
@@ -292,15 +294,25 @@ class TrackerNode(LifecycleNode):
         return list(engine.target_ids) if engine is not None else []
 
     # Prompts: the mask is computed by the worker on the frame the prompt belongs to.
-    def _add_prompt(self, stamp: int, mask_fn: Callable[[np.ndarray], np.ndarray], source: str):
-        self._log_outcome(self._submit_add(stamp, prompt_labels(mask_fn), {}, source), source)
+    def _load_segmenter(self):
+        name = self.param("prompt_segmenter")
+        try:
+            return build_segmenter(name)
+        except (FileNotFoundError, ValueError) as e:
+            self.get_logger().warning(f"prompt segmenter '{name}' unavailable ({e}); prompts use grabcut")
+            return build_segmenter("grabcut")
+
+    def _add_prompt(self, stamp: int, prompt: Prompt, source: str):
+        segmenter = self._segmenter
+        self._log_outcome(self._submit_add(stamp, prompt_labels(lambda rgb: segmenter.segment(rgb, prompt)), {},
+                                           source), source)
 
     def _on_click(self, x: float, y: float, stamp: int, source: str):
-        mask_fn, description = self._clicks.click(x, y, self.param("click_mode"))
-        if mask_fn is None:
+        prompt, description = self._clicks.click(x, y, self.param("click_mode"))
+        if prompt is None:
             self.get_logger().info(description)
         else:
-            self._add_prompt(stamp, mask_fn, f"{source} {description}")
+            self._add_prompt(stamp, prompt, f"{source} {description}")
 
     def _on_point(self, msg: Point):
         self._on_click(msg.x, msg.y, 0, "click")
@@ -309,9 +321,9 @@ class TrackerNode(LifecycleNode):
         self._on_click(msg.point.x, msg.point.y, stamp_ns(msg.header), "click")
 
     def _on_polygon(self, msg: PolygonStamped):
-        points = np.array([[p.x, p.y] for p in msg.polygon.points])
-        self._add_prompt(stamp_ns(msg.header), lambda rgb: prompts.mask_from_polygon(rgb, points),
-                         f"polygon of {len(points)} points")
+        points = tuple((p.x, p.y) for p in msg.polygon.points)
+        prompt = Prompt(box=(*points[0], *points[1])) if len(points) == 2 else Prompt(polygon=points)
+        self._add_prompt(stamp_ns(msg.header), prompt, f"polygon of {len(points)} points")
 
     # -- outputs (worker thread) --------------------------------------------------------
     def _publish(self, frame: Frame, result, names: dict[int, str]):

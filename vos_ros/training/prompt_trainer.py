@@ -1,0 +1,227 @@
+"""Training the prompt network (prompts/learnt.py): box, click and refining passes built from
+still images and train-video frames with their masks, the head learning on the frozen
+tracker backbone. Resumable: each checkpoint keeps the best weights so far (chosen by the
+held-out sequences' mean of box and click IoU) as a usable file."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from ..data import davis
+from ..data.examples import jitter_box, perturb_mask
+from ..data.stills import StillImages
+from ..eval.prompt_eval import prompt_eval
+from ..model.geometry import clip_box, crop_roi, mask_box
+from ..model.losses import mrn_loss
+from ..progress import progress
+from ..prompts.learnt import (WEIGHTS_FILE, LearntSegmenter, PromptNetwork, PromptSettings, build_network,
+                              click_square, prompt_inputs, save_prompt_weights)
+
+KINDS = ("box", "click", "refine")
+KIND_SHARES = (0.4, 0.3, 0.3)
+MIN_OBJECT_PIXELS = 64
+
+
+@dataclass
+class PromptTrainSettings:
+    video: str  # DAVIS-layout train split (never a dev split)
+    stills: str  # folder of still-image sets (data/stills.py)
+    out: str
+    iterations: int = 2000
+    batch_size: int = 8
+    lr: float = 3e-4
+    seed: int = 0
+    still_share: float = 0.5
+    checkpoint_every: int = 250
+    holdout: str = ""  # comma-separated train sequences left out and scored at every checkpoint
+
+    @property
+    def holdouts(self) -> tuple[str, ...]:
+        return tuple(s for s in self.holdout.split(",") if s)
+
+
+def sample_click(rng: np.random.Generator, mask: np.ndarray) -> tuple[float, float]:
+    """Where a user clicks: half the time the pixel farthest from the boundary (as prompt-eval
+    does), else any pixel at least 30% of that distance inside."""
+    distance = cv2.distanceTransform(np.pad(mask, 1).astype(np.uint8), cv2.DIST_L2, 5)[1:-1, 1:-1]
+    if rng.random() < 0.5:
+        y, x = np.unravel_index(int(np.argmax(distance)), distance.shape)
+    else:
+        ys, xs = np.nonzero(distance >= 0.3 * distance.max())
+        pick = int(rng.integers(len(xs)))
+        y, x = ys[pick], xs[pick]
+    return float(x) + 0.5, float(y) + 0.5
+
+
+def sample_negative(rng: np.random.Generator, mask: np.ndarray) -> tuple[float, float] | None:
+    """A background pixel close to the object (a user's correction where a mask spilled over)."""
+    size = max(3, int(0.15 * math.sqrt(mask.sum())))
+    ring = cv2.dilate(mask.astype(np.uint8), np.ones((size, size), np.uint8)) > 0
+    ys, xs = np.nonzero(ring & ~mask)
+    if not len(xs):
+        return None
+    pick = int(rng.integers(len(xs)))
+    return float(xs[pick]) + 0.5, float(ys[pick]) + 0.5
+
+
+def rough_mask(rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
+    """A previous pass's mask: the tracker's perturbation (erode/dilate, shift), sometimes cut to
+    a square (a first click pass that saw part of the object), softened."""
+    rough = perturb_mask(rng, mask).astype(np.float32)
+    if rng.random() < 0.3:
+        box = mask_box(mask)
+        side = max(box[2] - box[0], box[3] - box[1]) * rng.uniform(0.5, 0.9)
+        x, y = sample_click(rng, mask)
+        x0, y0 = int(max(0, x - side / 2)), int(max(0, y - side / 2))
+        cut = np.zeros_like(rough)
+        cut[y0:int(y + side / 2), x0:int(x + side / 2)] = 1
+        rough = rough * cut if (rough * cut).sum() >= MIN_OBJECT_PIXELS else rough
+    return cv2.GaussianBlur(rough, (0, 0), float(rng.uniform(0.5, 3.0)))
+
+
+def prompt_example(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, settings: PromptSettings
+                   ) -> dict[str, np.ndarray] | None:
+    """One pass of a random kind with its target (None for a tiny object)."""
+    if mask.sum() < MIN_OBJECT_PIXELS:
+        return None
+    height, width = mask.shape
+    truth = mask_box(mask)
+    kind = KINDS[int(rng.choice(len(KINDS), p=KIND_SHARES))]
+    positives, negatives = [], []
+    if kind == "box":
+        box, where = clip_box(jitter_box(rng, truth, 0.05), width, height), "box"
+        if rng.random() < 0.2:
+            positives.append(sample_click(rng, mask))
+    elif kind == "click":
+        positives.append(sample_click(rng, mask))
+        side = settings.click_side * min(height, width) * rng.uniform(0.85, 1.15)
+        box, where = click_square(positives[0], side, width, height), None
+    else:
+        where = rough_mask(rng, mask)
+        rough_box = mask_box(where) or truth
+        box = clip_box(jitter_box(rng, rough_box, 0.03), width, height)
+        if rng.random() < 0.6:
+            positives.append(sample_click(rng, mask))
+    if positives and rng.random() < 0.25:
+        negative = sample_negative(rng, mask)
+        if negative is not None:
+            negatives.append(negative)
+    inputs = prompt_inputs(image, box, where, positives, negatives, settings)
+    inputs["target"] = crop_roi(mask.astype(np.float32), tuple(inputs["frame_roi"]), settings.roi_size)[None]
+    return inputs
+
+
+class ObjectSource:
+    """Random (image, object mask): a still image's instance or a train-video frame's object."""
+
+    def __init__(self, settings: PromptTrainSettings):
+        self.stills = StillImages(settings.stills)
+        self.still_share = settings.still_share
+        self.frames = [(path, davis.annotation_path(settings.video, sequence, i))
+                       for sequence in davis.list_sequences(settings.video) if sequence not in settings.holdouts
+                       for i, path in enumerate(davis.frame_paths(settings.video, sequence))]
+        self.frames = [(image, labels) for image, labels in self.frames if labels.exists()]
+        if not self.frames:
+            raise FileNotFoundError(f"no annotated train frames under {settings.video}")
+
+    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        if rng.random() < self.still_share:
+            image, mask, _ = self.stills.random_object(rng)
+            return image, mask
+        image_path, labels_path = self.frames[int(rng.integers(len(self.frames)))]
+        labels = davis.read_labels(labels_path)
+        ids = [i for i in np.unique(labels) if i != 0]
+        mask = labels == ids[int(rng.integers(len(ids)))] if ids else labels > 0
+        return davis.read_frame(image_path), mask
+
+
+def collate(examples: list[dict[str, np.ndarray]]) -> tuple[torch.Tensor, ...]:
+    crops = torch.from_numpy(np.stack([e["crop"] for e in examples])).permute(0, 3, 1, 2).float().div_(255.0)
+    rows = torch.cat([torch.arange(len(examples), dtype=torch.float32)[:, None],
+                      torch.from_numpy(np.stack([e["roi"] for e in examples]))], 1)
+    priors = torch.from_numpy(np.stack([e["priors"] for e in examples]))
+    targets = torch.from_numpy(np.stack([e["target"] for e in examples]))
+    return crops, rows, priors, targets
+
+
+def holdout_iou(network: PromptNetwork, settings: PromptSettings, video: str, sequences: tuple[str, ...]
+                ) -> dict[str, float]:
+    segmenter = LearntSegmenter(network, settings)
+    scores = {kind: prompt_eval(segmenter, video, kind, list(sequences)) for kind in ("box", "click")}
+    network.train()
+    network.backbone.eval()
+    return {kind: float(np.mean(list(s.values()))) for kind, s in scores.items()}
+
+
+def train_prompts(settings: PromptTrainSettings, prompt: PromptSettings | None = None, resume: bool = True) -> Path:
+    prompt = prompt or PromptSettings()
+    out = Path(settings.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(settings.seed)
+    network, tracker_weights = build_network(prompt)
+    optimizer = torch.optim.AdamW(network.head.parameters(), lr=settings.lr, weight_decay=1e-4)
+    start, best = 0, {"score": -1.0, "iteration": 0}
+    checkpoint, weights = out / "checkpoint.pt", out / WEIGHTS_FILE
+    if resume and checkpoint.exists():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        network.head.load_state_dict(state["head"])
+        optimizer.load_state_dict(state["optimizer"])
+        start, best = state["iteration"], state["best"]
+        print(f"resuming from {checkpoint} at iteration {start}")
+    (out / "settings.json").write_text(json.dumps({"train": asdict(settings), "prompt": asdict(prompt)}, indent=2))
+    source = ObjectSource(settings)
+    network.train()
+    network.backbone.eval()  # frozen, BatchNorm statistics included
+    log = (out / "losses.jsonl").open("a")
+    bar = progress(total=settings.iterations, initial=start, desc="train-prompts", unit="it")
+    running, t0, iteration = None, time.time(), start
+    while iteration < settings.iterations:
+        for group in optimizer.param_groups:
+            group["lr"] = settings.lr * 0.5 * (1 + math.cos(math.pi * iteration / settings.iterations))
+        rng = np.random.default_rng([settings.seed, 11, iteration])  # per iteration: resumable
+        examples = []
+        while len(examples) < settings.batch_size:
+            example = prompt_example(*source.sample(rng), rng, prompt)
+            if example is not None:
+                examples.append(example)
+        crops, rows, priors, targets = collate(examples)
+        loss = mrn_loss(network(crops, rows, priors), targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(network.head.parameters(), 5.0)
+        optimizer.step()
+        iteration += 1
+        value = loss.item()
+        running = value if running is None else 0.95 * running + 0.05 * value
+        bar.update(1)
+        bar.set_postfix(loss=f"{running:.3f}")
+        log.write(json.dumps({"iteration": iteration, "seconds": round(time.time() - t0, 1),
+                              "loss": round(value, 5)}) + "\n")
+        if iteration % settings.checkpoint_every == 0 or iteration == settings.iterations:
+            scores = holdout_iou(network, prompt, settings.video, settings.holdouts) if settings.holdouts else {}
+            score = float(np.mean(list(scores.values()))) if scores else float(iteration)
+            bar.write(f"iteration {iteration}, {time.time() - t0:.0f} s: loss {running:.3f} "
+                      + " ".join(f"{k} IoU {v:.4f}" for k, v in scores.items()))
+            log.write(json.dumps({"iteration": iteration, "holdout": settings.holdout,
+                                  **{f"{k}_iou": round(v, 4) for k, v in scores.items()}}) + "\n")
+            log.flush()
+            if score > best["score"]:
+                best = {"score": score, "iteration": iteration, **scores}
+                save_prompt_weights(network, weights, prompt, tracker_weights, {
+                    "command": "vos-ros train-prompts", "train": asdict(settings), "iterations": iteration,
+                    "selected_iteration": iteration, "holdout_iou": {k: round(v, 4) for k, v in scores.items()},
+                    "init": f"the tracker's MRN ({tracker_weights.name})"})
+            torch.save({"head": network.head.state_dict(), "optimizer": optimizer.state_dict(),
+                        "iteration": iteration, "best": best}, checkpoint.with_suffix(".tmp"))
+            checkpoint.with_suffix(".tmp").replace(checkpoint)
+    bar.close()
+    log.close()
+    return weights
