@@ -3,34 +3,19 @@ written from the embedded synthetic clip (no shared data needed)."""
 
 import json
 
-import cv2
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from vos_ros.config import load_config
-from vos_ros.data.synthetic import make_clip
 from vos_ros.training import trainer
 from vos_ros.data.stills import StillImages
 from vos_ros.data.examples import ExampleBuilder, perturb_mask
 from vos_ros.data.pairs import SyntheticPairs, VideoPairs
 from vos_ros.training.trainer import TrainSettings, recurrent_losses, train
 
-SIZE = (320, 192)
-
-
-@pytest.fixture(scope="module")
-def davis_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("davis")
-    for name, seed in (("alpha", 1), ("beta", 2)):
-        clip = make_clip(12, SIZE, num_objects=1, seed=seed)
-        (root / "JPEGImages" / "480p" / name).mkdir(parents=True)
-        (root / "Annotations" / "480p" / name).mkdir(parents=True)
-        for i, (frame, labels) in enumerate(zip(clip.frames, clip.labels)):
-            cv2.imwrite(str(root / "JPEGImages" / "480p" / name / f"{i:05d}.jpg"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-            cv2.imwrite(str(root / "Annotations" / "480p" / name / f"{i:05d}.png"), (labels > 0).astype(np.uint8) * 255)
-    return root
+SIZE = (320, 192)  # the conftest clips' size
 
 
 def test_clips_are_evenly_spaced_frames_of_one_sequence(davis_root):
@@ -161,20 +146,6 @@ def test_train_checkpoints_resumes_and_writes_weights_with_metadata(davis_root, 
                               if k.startswith(prefix) and "running_" not in k and not k.endswith("num_batches_tracked"))
         statistics_kept = all(torch.equal(before[k], after[k]) for k in before if k.startswith(prefix) and "running_" in k)
         assert weights_changed == learns and statistics_kept, stage
-
-
-@pytest.fixture(scope="module")
-def stills_root(tmp_path_factory):
-    """Two still images: one salient object (0/255 mask), and two people (ids 1, 2)."""
-    root = tmp_path_factory.mktemp("stills")
-    clip = make_clip(2, SIZE, num_objects=2, seed=5)
-    for name, image, mask in (("salient", clip.frames[0], (clip.labels[0] == 1).astype(np.uint8) * 255),
-                              ("people", clip.frames[1], clip.labels[1].astype(np.uint8))):
-        for folder in ("images", "masks"):
-            (root / name / folder).mkdir(parents=True)
-        cv2.imwrite(str(root / name / "images" / "0001.jpg"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-        cv2.imwrite(str(root / name / "masks" / "0001.png"), mask)
-    return root
 
 
 def test_still_images_give_one_instance_at_a_time(stills_root, tmp_path):

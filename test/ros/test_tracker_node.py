@@ -98,6 +98,28 @@ def test_polygon_prompt_adds_a_target_and_remove_reset(harness):
     assert harness.publish_and_wait(36).objects == []
 
 
+def test_rqt_image_view_click_segments_the_clicked_object(harness):
+    """An unstamped geometry_msgs/Point on point_topic, as rqt_image_view publishes a click, adds
+    the object under it (learnt prompt segmenter, on the newest frame)."""
+    import cv2
+    from geometry_msgs.msg import Point
+
+    from vos_ros.ros.messages import labels_from_array
+
+    truth = CLIP.labels[36] == 1
+    distance = cv2.distanceTransform(truth.astype(np.uint8), cv2.DIST_L2, 5)
+    y, x = np.unravel_index(int(np.argmax(distance)), distance.shape)
+    harness.publish_and_wait(36)
+    clicks = harness.node.create_publisher(Point, "vos/prompt/point", 10)
+    assert spin_until(harness.executor, lambda: clicks.get_subscription_count() > 0, 10)
+    clicks.publish(Point(x=float(x), y=float(y)))
+    assert spin_until(harness.executor, lambda: harness.tracker._tracked_ids() == [1], 20)
+    mask = labels_from_array(harness.publish_and_wait(37)) == 1
+    assert (mask & (CLIP.labels[37] == 1)).sum() / (mask | (CLIP.labels[37] == 1)).sum() > 0.6
+    assert harness.call(harness.reset, Reset.Request()).success
+    harness.node.destroy_publisher(clicks)
+
+
 def test_lifecycle_releases_and_reloads_the_model(harness):
     assert harness.tracker.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
     assert harness.tracker._engine is None

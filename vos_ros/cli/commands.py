@@ -150,14 +150,16 @@ def train(args) -> int:
 
 # ------------------------------------------------------------------------------- demo
 def train_prompts(args) -> int:
+    from ..prompts.learnt import PromptSettings
     from ..training.prompt_trainer import PromptTrainSettings
     from ..training.prompt_trainer import train_prompts as run
 
     settings = PromptTrainSettings(
         video=args.video, stills=args.stills, out=args.out, iterations=args.iterations, batch_size=args.batch_size,
         lr=args.lr, seed=args.seed, still_share=args.still_share, checkpoint_every=args.checkpoint_every,
-        holdout=args.holdout)
-    print(f"prompt network weights: {run(settings, resume=not args.no_resume)}")
+        backbone_lr=args.backbone_lr, holdout=args.holdout)
+    weights = run(settings, PromptSettings(backbone_stages=args.backbone_stages), resume=not args.no_resume)
+    print(f"prompt network weights: {weights}")
     return 0
 
 

@@ -61,6 +61,9 @@ class PromptSettings:
     threshold: float = 0.5
     refine_passes: int = 1
     click_passes: int = 2
+    # The backbone's last N of 4 stages fine-tuned for prompts (stored with the head; BatchNorm
+    # frozen); the others are the tracker's.
+    backbone_stages: int = 0
 
 
 class PromptNetwork(nn.Module):
@@ -68,13 +71,35 @@ class PromptNetwork(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.head = MaskRefinementNetwork(backbone.channels, settings.channels, settings.roi_size)
+        stages = backbone.stem_and_stages
+        if not 0 <= settings.backbone_stages <= len(stages):
+            raise ValueError(f"backbone_stages must be 0..{len(stages)}, got {settings.backbone_stages}")
+        self.learnt_stages = stages[len(stages) - settings.backbone_stages:]
+        backbone.requires_grad_(False)
+        for stage in self.learnt_stages:
+            for module in stage.modules():
+                if not isinstance(module, nn.BatchNorm2d):
+                    module.requires_grad_(True)
+                    for p in module.parameters(recurse=False):
+                        p.requires_grad_(True)
+
+    def own_state(self) -> dict[str, torch.Tensor]:
+        """What the prompt weights file stores: the head and the fine-tuned backbone stages."""
+        return {k: v for k, v in self.state_dict().items() if k.startswith("head.") or _in_stages(k, self)}
 
     def forward(self, crops: torch.Tensor, rows: torch.Tensor, priors: torch.Tensor) -> torch.Tensor:
         """crops (N, 3, S, S) in [0, 1]; rows (K, 5): batch index + RoI in crop pixels; priors
         (K, 2, M, M) -> logits (K, 1, M, M)."""
-        with torch.no_grad():  # the backbone is the tracker's, frozen
+        with torch.set_grad_enabled(torch.is_grad_enabled() and bool(self.learnt_stages)):
             features = self.backbone(crops)
         return self.head(roi_levels(features, rows, self.head.roi_sizes), priors)
+
+
+def _in_stages(key: str, network: PromptNetwork) -> bool:
+    """Whether a backbone state key belongs to one of the fine-tuned stages (BatchNorm buffers too)."""
+    first = len(network.backbone.stem_and_stages) - len(network.learnt_stages)
+    parts = key.split(".")
+    return parts[:2] == ["backbone", "stem_and_stages"] and int(parts[2]) >= first
 
 
 def build_network(settings: PromptSettings, tracker_weights: str | Path | None = None, init_head: bool = True
@@ -156,7 +181,10 @@ class LearntSegmenter:
         settings = PromptSettings(**metadata.get("settings", {}))
         network, _ = build_network(settings, metadata.get("tracker_weights"), init_head=False)
         try:
-            network.head.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()})
+            state = {k: v.float() for k, v in load_file(str(path)).items()}
+            if set(state) != set(network.own_state()):
+                raise ValueError("its tensors are not those of its settings' network")
+            network.load_state_dict(state, strict=False)
         except (RuntimeError, OSError, ValueError) as exc:
             raise ValueError(f"prompt network weights {path} are unreadable or do not fit: {exc}") from exc
         return cls(network, settings, device)
@@ -212,8 +240,9 @@ class LearntSegmenter:
 
 def save_prompt_weights(network: PromptNetwork, path: Path, settings: PromptSettings, tracker_weights: Path,
                         lineage: dict) -> None:
-    """The head only (fp16); the metadata names the tracker weights whose backbone it runs on."""
-    state = {k: v.half().contiguous() for k, v in network.head.state_dict().items()}
+    """The head and fine-tuned stages (fp16); the metadata names the tracker weights whose backbone
+    the rest is."""
+    state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in network.own_state().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(path))
     metadata = {"settings": asdict(settings), "tracker_weights": tracker_weights.name,

@@ -1,7 +1,8 @@
 """Training the prompt network (prompts/learnt.py): box, click and refining passes built from
-still images and train-video frames with their masks, the head learning on the frozen
+still images and train-video frames with their masks, the head learning on the
 tracker backbone. Resumable: each checkpoint keeps the best weights so far (chosen by the
-held-out sequences' mean of box and click IoU) as a usable file."""
+held-out sequences' mean of box and click IoU) as a usable file. The backbone is the tracker's,
+frozen, except for the last `backbone_stages` stages when the prompt settings fine-tune them."""
 
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ class PromptTrainSettings:
     seed: int = 0
     still_share: float = 0.5
     checkpoint_every: int = 250
+    backbone_lr: float = 3e-5  # for the backbone stages the prompt settings fine-tune
     holdout: str = ""  # comma-separated train sequences left out and scored at every checkpoint
 
     @property
@@ -167,25 +169,30 @@ def train_prompts(settings: PromptTrainSettings, prompt: PromptSettings | None =
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(settings.seed)
     network, tracker_weights = build_network(prompt)
-    optimizer = torch.optim.AdamW(network.head.parameters(), lr=settings.lr, weight_decay=1e-4)
+    learnt_backbone = [p for p in network.backbone.parameters() if p.requires_grad]
+    groups = [{"params": list(network.head.parameters()), "lr": settings.lr}]
+    if learnt_backbone:
+        groups.append({"params": learnt_backbone, "lr": settings.backbone_lr})
+    base_lrs = [g["lr"] for g in groups]
+    optimizer = torch.optim.AdamW(groups, weight_decay=1e-4)
     start, best = 0, {"score": -1.0, "iteration": 0}
     checkpoint, weights = out / "checkpoint.pt", out / WEIGHTS_FILE
     if resume and checkpoint.exists():
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        network.head.load_state_dict(state["head"])
+        network.load_state_dict(state["network"], strict=False)
         optimizer.load_state_dict(state["optimizer"])
         start, best = state["iteration"], state["best"]
         print(f"resuming from {checkpoint} at iteration {start}")
     (out / "settings.json").write_text(json.dumps({"train": asdict(settings), "prompt": asdict(prompt)}, indent=2))
     source = ObjectSource(settings)
     network.train()
-    network.backbone.eval()  # frozen, BatchNorm statistics included
+    network.backbone.eval()  # BatchNorm statistics stay the tracker's
     log = (out / "losses.jsonl").open("a")
     bar = progress(total=settings.iterations, initial=start, desc="train-prompts", unit="it")
     running, t0, iteration = None, time.time(), start
     while iteration < settings.iterations:
-        for group in optimizer.param_groups:
-            group["lr"] = settings.lr * 0.5 * (1 + math.cos(math.pi * iteration / settings.iterations))
+        for group, base in zip(optimizer.param_groups, base_lrs):
+            group["lr"] = base * 0.5 * (1 + math.cos(math.pi * iteration / settings.iterations))
         rng = np.random.default_rng([settings.seed, 11, iteration])  # per iteration: resumable
         examples = []
         while len(examples) < settings.batch_size:
@@ -196,7 +203,7 @@ def train_prompts(settings: PromptTrainSettings, prompt: PromptSettings | None =
         loss = mrn_loss(network(crops, rows, priors), targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(network.head.parameters(), 5.0)
+        torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 5.0)
         optimizer.step()
         iteration += 1
         value = loss.item()
@@ -219,7 +226,7 @@ def train_prompts(settings: PromptTrainSettings, prompt: PromptSettings | None =
                     "command": "vos-ros train-prompts", "train": asdict(settings), "iterations": iteration,
                     "selected_iteration": iteration, "holdout_iou": {k: round(v, 4) for k, v in scores.items()},
                     "init": f"the tracker's MRN ({tracker_weights.name})"})
-            torch.save({"head": network.head.state_dict(), "optimizer": optimizer.state_dict(),
+            torch.save({"network": network.own_state(), "optimizer": optimizer.state_dict(),
                         "iteration": iteration, "best": best}, checkpoint.with_suffix(".tmp"))
             checkpoint.with_suffix(".tmp").replace(checkpoint)
     bar.close()
