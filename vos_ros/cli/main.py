@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_prompts.add_argument("--still-share", type=float, default=0.5, help="share of objects from still images")
     train_prompts.add_argument("--checkpoint-every", type=int, default=250)
     train_prompts.add_argument("--backbone-stages", type=int, default=0, metavar="N",
-                               help="fine-tune the backbone's last N of 4 stages for prompts, BatchNorm frozen "
+                               help="fine-tune the backbone's last N of 4 stages for prompts, BatchNorm statistics frozen "
                                     "(stored with the head; default 0: the tracker's backbone as it is)")
     train_prompts.add_argument("--backbone-lr", type=float, default=3e-5, help="with --backbone-stages")
     train_prompts.add_argument("--holdout", default="", metavar="SEQ[,SEQ...]",

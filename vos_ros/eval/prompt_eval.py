@@ -18,11 +18,16 @@ from .metrics import jaccard
 PROMPT_KINDS = ("box", "click")
 
 
+def boundary_distance(mask: np.ndarray) -> np.ndarray:
+    """Each object pixel's distance to the nearest background pixel (the image border counts as background)."""
+    return cv2.distanceTransform(np.pad(mask, 1).astype(np.uint8), cv2.DIST_L2, 5)[1:-1, 1:-1]
+
+
 def prompt_for(mask: np.ndarray, kind: str) -> Prompt:
     if kind == "box":
         return Prompt(box=mask_box(mask))
     if kind == "click":
-        distance = cv2.distanceTransform(np.pad(mask, 1).astype(np.uint8), cv2.DIST_L2, 5)[1:-1, 1:-1]
+        distance = boundary_distance(mask)
         y, x = np.unravel_index(int(np.argmax(distance)), distance.shape)
         return Prompt(positives=((x + 0.5, y + 0.5),))
     raise ValueError(f"unknown prompt kind '{kind}': use one of {', '.join(PROMPT_KINDS)}")

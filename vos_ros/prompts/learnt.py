@@ -62,7 +62,7 @@ class PromptSettings:
     refine_passes: int = 1
     click_passes: int = 2
     # The backbone's last N of 4 stages fine-tuned for prompts (stored with the head; BatchNorm
-    # frozen); the others are the tracker's.
+    # statistics stay the tracker's, its scale and shift learn); the others are the tracker's.
     backbone_stages: int = 0
 
 
@@ -77,11 +77,7 @@ class PromptNetwork(nn.Module):
         self.learnt_stages = stages[len(stages) - settings.backbone_stages:]
         backbone.requires_grad_(False)
         for stage in self.learnt_stages:
-            for module in stage.modules():
-                if not isinstance(module, nn.BatchNorm2d):
-                    module.requires_grad_(True)
-                    for p in module.parameters(recurse=False):
-                        p.requires_grad_(True)
+            stage.requires_grad_(True)
 
     def own_state(self) -> dict[str, torch.Tensor]:
         """What the prompt weights file stores: the head and the fine-tuned backbone stages."""

@@ -19,7 +19,7 @@ import torch
 from ..data import davis
 from ..data.examples import jitter_box, perturb_mask
 from ..data.stills import StillImages
-from ..eval.prompt_eval import prompt_eval
+from ..eval.prompt_eval import boundary_distance, prompt_eval
 from ..model.geometry import clip_box, crop_roi, mask_box
 from ..model.losses import mrn_loss
 from ..progress import progress
@@ -53,7 +53,7 @@ class PromptTrainSettings:
 def sample_click(rng: np.random.Generator, mask: np.ndarray) -> tuple[float, float]:
     """Where a user clicks: half the time the pixel farthest from the boundary (as prompt-eval
     does), else any pixel at least 30% of that distance inside."""
-    distance = cv2.distanceTransform(np.pad(mask, 1).astype(np.uint8), cv2.DIST_L2, 5)[1:-1, 1:-1]
+    distance = boundary_distance(mask)
     if rng.random() < 0.5:
         y, x = np.unravel_index(int(np.argmax(distance)), distance.shape)
     else:
