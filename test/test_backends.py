@@ -124,12 +124,32 @@ def test_engine_on_onnxruntime_tracks_like_torch(exported, clip):
     assert runs[0].br_frames == runs[1].br_frames
 
 
-def test_onnxruntime_refuses_adapted_mrn_weights(exported):
-    config, model, folder, _ = exported
-    backend = OnnxRuntimeBackend(folder)
-    assert not backend.takes_mrn_weights  # so Tracker.from_model builds no adapter for it
-    with pytest.raises(BackendUnavailable, match="needs backend torch"):
-        backend.load_mrn(model.mrn)
+def test_onnxruntime_runs_an_adapted_mrn(exported, clip):
+    _, model, folder, _ = exported
+    reference, candidate = TorchBackend(copy.deepcopy(model)), OnnxRuntimeBackend(folder)
+    inputs = _network_inputs(reference, clip, 2)["mrn"]
+    adapted = copy.deepcopy(model.mrn)
+    with torch.no_grad():
+        offline = _outputs(candidate, "mrn", inputs)[0]
+        adapted.predict.weight.mul_(-1)  # other weights than the export's
+        for backend in (reference, candidate):
+            backend.use_mrn(backend.compile_mrn(adapted))
+        ref, got = (_outputs(b, "mrn", inputs)[0] for b in (reference, candidate))
+        assert float((got - offline).abs().max()) > 100 * TOLERANCE["mrn"]  # the new weights are in use
+        assert float((ref - got).abs().max()) <= TOLERANCE["mrn"]
+        candidate.use_mrn(None)
+        assert torch.equal(_outputs(candidate, "mrn", inputs)[0], offline)
+
+
+def test_engine_on_onnxruntime_adapts_like_torch(exported, clip):
+    _, model, _, cache = exported
+    config = load_config("cpu", {"adaptation.iterations": 5})
+    trackers = [Tracker.from_model(config, copy.deepcopy(model), backend, cache_dir=cache)
+                for backend in ("torch", "onnxruntime")]
+    runs = [segment_video(t, clip.frames, clip.labels[0]) for t in trackers]
+    assert all(t.last_adaptation is not None and t.last_adaptation.pairs > 0 for t in trackers)
+    agreement = [float((a == b).mean()) for a, b in zip(runs[0].labels, runs[1].labels)]
+    assert min(agreement) >= 0.999, agreement
 
 
 def test_export_cache_is_reused_and_keyed_by_weights(exported, monkeypatch):

@@ -165,8 +165,9 @@ class TrackingConfig:
 class AdaptationConfig:
     # First-frame adaptation of the MRN (inference/adaptation.py; not in DTN, which reports no online
     # training): when targets are added, `examples` pairs per target are made from the annotated
-    # frame alone and the MRN is fine-tuned on them for `iterations` steps (0 = off). Torch
-    # backend only: onnxruntime and tensorrt run the offline weights.
+    # frame alone and the MRN is fine-tuned on them for `iterations` steps (0 = off). The torch
+    # backend loads the adapted weights; onnxruntime and tensorrt run a new export of the MRN
+    # graph with them (an ONNX Runtime session, or an engine built in memory).
     iterations: int = 0
     examples: int = 32  # pairs per target, built once; their backbone features are cached
     batch_size: int = 8

@@ -29,7 +29,6 @@ class Backend(ABC):
     device: torch.device  # where the engine keeps the tensors it passes in
     precision: str  # fp32 | fp16 | int8
     mrn_roi_sizes: tuple[int, ...]  # RoIAlign output size per level (Res2..Res5) that the MRN expects
-    takes_mrn_weights: bool = False  # load_mrn works (first-frame adaptation, inference/adaptation.py)
 
     @property
     def label(self) -> str:
@@ -52,7 +51,12 @@ class Backend(ABC):
     def mrn(self, roi_features: list[torch.Tensor], priors: torch.Tensor) -> torch.Tensor:
         """Levels 2..5 (K, C_j, m_j, m_j) and priors (K, 2, M, M: warped previous mask, appearance match) -> mask logits (K, 1, M, M)."""
 
-    def load_mrn(self, mrn: torch.nn.Module) -> None:
-        """Run the MRN with `mrn`'s weights from now on (first-frame adaptation)."""
-        raise BackendUnavailable(f"backend {self.name} runs compiled graphs and cannot take new MRN weights "
-                                 "at run time (first-frame adaptation needs backend torch)")
+    @abstractmethod
+    def compile_mrn(self, mrn: torch.nn.Module) -> object:
+        """`mrn` (an MRN module, its correction scale set for inference) in the form `use_mrn`
+        swaps in: first-frame adaptation (inference/adaptation.py) calls it where the fit runs,
+        in the background with adaptation.background, so a slow compile costs no frame."""
+
+    @abstractmethod
+    def use_mrn(self, compiled: object | None) -> None:
+        """Run the MRN `compile_mrn` made from now on; None: the weights the backend was built with."""

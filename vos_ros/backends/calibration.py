@@ -48,6 +48,12 @@ class RecordingBackend(Backend):
         self._keep("mrn", *roi_features, priors)
         return self.inner.mrn(roi_features, priors)
 
+    def compile_mrn(self, mrn):
+        return self.inner.compile_mrn(mrn)
+
+    def use_mrn(self, compiled):
+        self.inner.use_mrn(compiled)
+
 
 def calibration_batches(samples: Sequence[tuple[torch.Tensor, ...]],
                         opt_shapes: Sequence[tuple[int, ...]]) -> list[tuple[torch.Tensor, ...]]:

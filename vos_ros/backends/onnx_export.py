@@ -17,6 +17,7 @@ weights or a changed network never reuse stale graphs.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
 import logging
@@ -32,7 +33,7 @@ from torch import nn
 from ..config import EngineConfig
 from ..model.decision import NUM_FEATURES
 from ..model.dtn import DTN
-from ..model.mrn import PRIORS
+from ..model.mrn import PRIORS, MaskRefinementNetwork
 
 OPSET = 17  # the newest opset that TensorRT 8.6 (JetPack 6.0) parses; TensorRT 10 reads it too
 MANIFEST = "manifest.json"
@@ -72,25 +73,27 @@ class _BackboneGraph(nn.Module):
 
 
 class _MRNGraph(nn.Module):
-    def __init__(self, model: DTN):
+    def __init__(self, mrn: MaskRefinementNetwork):
         super().__init__()
-        self.mrn = model.mrn
+        self.mrn = mrn
 
     def forward(self, res2_roi, res3_roi, res4_roi, res5_roi, priors):
         return self.mrn([res2_roi, res3_roi, res4_roi, res5_roi], priors)
+
+
+def _mrn_example(channels: tuple[int, ...], sizes: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
+    return tuple(torch.rand(2, c, s, s) for c, s in zip(channels, sizes)) + (torch.rand(2, PRIORS, sizes[0], sizes[0]),)
 
 
 def _modules_and_examples(model: DTN, config: EngineConfig) -> dict[str, tuple[nn.Module, tuple[torch.Tensor, ...]]]:
     """Each graph's module (tensors in, tensors out) and example inputs (leading dimension 2, so
     that torch.export does not specialise it to 1)."""
     channels, roi = model.backbone.channels, config.crpn.roi_size
-    sizes = model.mrn.roi_sizes
     return {
         "backbone": (_BackboneGraph(model), (torch.rand(2, 3, 224, 256),)),
         "decision": (model.decision, (torch.rand(2, NUM_FEATURES),)),
         "crpn_head": (model.crpn, (torch.rand(2, channels[2], roi, roi),)),
-        "mrn": (_MRNGraph(model), tuple(torch.rand(2, c, s, s) for c, s in zip(channels, sizes))
-                + (torch.rand(2, PRIORS, sizes[0], sizes[0]),)),
+        "mrn": (_MRNGraph(model.mrn), _mrn_example(channels, model.mrn.roi_sizes)),
     }
 
 
@@ -140,11 +143,46 @@ def _quiet_exporter():
             lg.setLevel(level)
 
 
+def _export_graph(name: str, module: nn.Module, example: tuple[torch.Tensor, ...]):
+    """One network as a simplified, fully checked ONNX ModelProto at opset >= OPSET."""
+    import onnx
+    import onnxslim
+    from torch.export import Dim
+
+    spec = GRAPHS[name]
+    dims: dict[str, Dim] = {}
+    for axes in spec.dynamic.values():
+        for axis_name in axes.values():
+            low, high = SIDE_RANGE if axis_name in ("height", "width") else (1, MAX_LEADING)
+            dims.setdefault(axis_name, Dim(axis_name, min=low, max=high))
+    dynamic_shapes = {inp: {axis: dims[n] for axis, n in axes.items()} for inp, axes in spec.dynamic.items()}
+    with torch.no_grad(), _quiet_exporter():
+        program = torch.onnx.export(module.eval(), example, input_names=list(spec.inputs),
+                                    output_names=list(spec.outputs), dynamic_shapes=dynamic_shapes,
+                                    opset_version=OPSET, dynamo=True, verbose=False)
+    graph = onnxslim.slim(program.model_proto)
+    onnx.checker.check_model(graph, full_check=True)
+    if _opset(graph) < OPSET:
+        raise RuntimeError(f"exported {name} graph has opset {_opset(graph)}, expected >= {OPSET}")
+    return graph
+
+
+def _opset(graph) -> int:
+    return max(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def export_mrn(mrn: MaskRefinementNetwork, channels: tuple[int, ...]) -> bytes:
+    """The MRN graph alone, serialised, for weights that change at run time (first-frame
+    adaptation: onnxruntime and tensorrt run the adapted MRN from its own export). `channels`:
+    the backbone's, levels 2..5. The caller sets the module's correction scale."""
+    module = copy.deepcopy(mrn).float().cpu().eval()
+    return _export_graph("mrn", _MRNGraph(module), _mrn_example(channels, module.roi_sizes)).SerializeToString()
+
+
 def export_onnx(model: DTN, config: EngineConfig, out: Path, digest: str | None = None) -> dict:
     """Write the four graphs and manifest.json into `out`; returns the manifest."""
     import onnx
     import onnxslim
-    from torch.export import Dim
 
     model = model.float().cpu().eval()
     digest = digest or network_digest(model, config)
@@ -153,29 +191,14 @@ def export_onnx(model: DTN, config: EngineConfig, out: Path, digest: str | None 
     manifest = {"network_digest": digest, "config": config.name, "torch": torch.__version__,
                 "simplifier": f"onnxslim {onnxslim.__version__}", "graphs": {}}
     for name, (module, example) in _modules_and_examples(model, config).items():
-        spec = GRAPHS[name]
-        dims: dict[str, Dim] = {}
-        for axes in spec.dynamic.values():
-            for axis_name in axes.values():
-                low, high = SIDE_RANGE if axis_name in ("height", "width") else (1, MAX_LEADING)
-                dims.setdefault(axis_name, Dim(axis_name, min=low, max=high))
-        dynamic_shapes = {inp: {axis: dims[n] for axis, n in axes.items()} for inp, axes in spec.dynamic.items()}
-        with torch.no_grad(), _quiet_exporter():
-            program = torch.onnx.export(module.eval(), example, input_names=list(spec.inputs),
-                                        output_names=list(spec.outputs), dynamic_shapes=dynamic_shapes,
-                                        opset_version=OPSET, dynamo=True, verbose=False)
-        graph = onnxslim.slim(program.model_proto)
-        onnx.checker.check_model(graph, full_check=True)
-        opset = max(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx"))
-        if opset < OPSET:
-            raise RuntimeError(f"exported {name} graph has opset {opset}, expected >= {OPSET}")
+        graph = _export_graph(name, module, example)
         path = out / f"{name}.onnx"
         onnx.save(graph, str(path))
         manifest["graphs"][name] = {
-            "file": path.name, "sha256": file_sha256(path), "opset": opset,
+            "file": path.name, "sha256": file_sha256(path), "opset": _opset(graph),
             "inputs": {v.name: _shape(v) for v in graph.graph.input},
             "outputs": {v.name: _shape(v) for v in graph.graph.output},
-            "dynamic_axes": {inp: {str(a): n for a, n in axes.items()} for inp, axes in spec.dynamic.items()},
+            "dynamic_axes": {inp: {str(a): n for a, n in axes.items()} for inp, axes in GRAPHS[name].dynamic.items()},
         }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest

@@ -2,7 +2,9 @@
 
 CPU execution provider for device cpu; CUDA execution provider for device cuda
 (the onnxruntime-gpu package). Tensors cross as numpy arrays: the engine's
-geometry between the networks runs on the CPU either way.
+geometry between the networks runs on the CPU either way. An adapted MRN
+(first-frame adaptation) runs in a session of its own, made from a new export of
+the MRN graph with the adapted weights (onnx_export.export_mrn).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import numpy as np
 import torch
 
 from .base import Backend, BackendUnavailable
-from .onnx_export import GRAPHS, read_manifest
+from .onnx_export import GRAPHS, export_mrn, read_manifest
 
 
 class OnnxRuntimeBackend(Backend):
@@ -40,13 +42,16 @@ class OnnxRuntimeBackend(Backend):
         # network calls on the same cores, and spinning ONNX Runtime threads would slow them down.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = [provider] if provider == "CPUExecutionProvider" else [provider, "CPUExecutionProvider"]
-        self._sessions = {name: ort.InferenceSession(str(Path(folder) / entry["file"]), options, providers=providers)
+        self._session = lambda graph: ort.InferenceSession(graph, options, providers=providers)
+        self._sessions = {name: self._session(str(Path(folder) / entry["file"]))
                           for name, entry in manifest["graphs"].items()}
+        self._offline_mrn = self._sessions["mrn"]
         self.device = torch.device("cpu")  # inputs and outputs are host arrays
         self.provider = provider
         self.folder = Path(folder)
         mrn_inputs = manifest["graphs"]["mrn"]["inputs"]
         self.mrn_roi_sizes = tuple(int(mrn_inputs[name][-1]) for name in GRAPHS["mrn"].inputs[:4])
+        self._backbone_channels = tuple(int(mrn_inputs[name][1]) for name in GRAPHS["mrn"].inputs[:4])
 
     @property
     def label(self) -> str:
@@ -69,3 +74,9 @@ class OnnxRuntimeBackend(Backend):
 
     def mrn(self, roi_features: list[torch.Tensor], priors: torch.Tensor) -> torch.Tensor:
         return self._run("mrn", *roi_features, priors)[0]
+
+    def compile_mrn(self, mrn: torch.nn.Module):
+        return self._session(export_mrn(mrn, self._backbone_channels))
+
+    def use_mrn(self, compiled) -> None:
+        self._sessions["mrn"] = self._offline_mrn if compiled is None else compiled

@@ -10,7 +10,6 @@ from .base import Backend
 
 class TorchBackend(Backend):
     name = "torch"
-    takes_mrn_weights = True
 
     def __init__(self, model: DTN, device: str | torch.device = "cpu", precision: str | None = None):
         self.device = torch.device(device)
@@ -24,6 +23,7 @@ class TorchBackend(Backend):
         self._dtype = torch.float16 if self.precision == "fp16" else torch.float32
         self.model = model.to(self.device, self._dtype).eval()
         self.mrn_roi_sizes = self.model.mrn.roi_sizes
+        self._offline_mrn = self.compile_mrn(self.model.mrn)
 
     def _in(self, tensor: torch.Tensor) -> torch.Tensor:
         return tensor.to(self.device, self._dtype)
@@ -41,5 +41,8 @@ class TorchBackend(Backend):
     def mrn(self, roi_features: list[torch.Tensor], priors: torch.Tensor) -> torch.Tensor:
         return self.model.mrn([self._in(f) for f in roi_features], self._in(priors)).float()
 
-    def load_mrn(self, mrn: torch.nn.Module) -> None:
-        self.model.mrn.load_state_dict(mrn.state_dict())  # copied into this backend's device and dtype
+    def compile_mrn(self, mrn: torch.nn.Module) -> dict[str, torch.Tensor]:
+        return {k: v.detach().to(self.device, self._dtype, copy=True) for k, v in mrn.state_dict().items()}
+
+    def use_mrn(self, compiled: dict[str, torch.Tensor] | None) -> None:
+        self.model.mrn.load_state_dict(self._offline_mrn if compiled is None else compiled)

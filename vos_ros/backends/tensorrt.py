@@ -11,6 +11,11 @@ set_tensor_address / execute_async_v3 on torch CUDA tensors and torch's stream.
 Not run on real hardware in this repository (no GPU there): the pure-Python
 parts (profiles, cache key, cache reuse, calibration batches) are unit-tested.
 
+An adapted MRN (first-frame adaptation) gets an engine of its own, built from a new
+export of the MRN graph with the adapted weights and kept in memory only (fp16 for an
+int8 backend: the calibration table is the offline weights'). Building it takes
+seconds to a minute on a Jetson, in the background where adaptation.background is on.
+
 Engine cache: CACHE/tensorrt/<graph>-<key[:16]>.engine with a .json beside it
 holding the key's fields: ONNX file sha256, TensorRT version, GPU name and
 compute capability, precision, optimisation profile. A cached engine whose
@@ -31,7 +36,7 @@ import torch
 
 from ..config import EngineConfig
 from .base import PRECISIONS, Backend, BackendUnavailable
-from .onnx_export import GRAPHS, default_cache_dir, read_manifest
+from .onnx_export import GRAPHS, default_cache_dir, export_mrn, read_manifest
 
 MIN_VERSION = (8, 6)  # name-based tensors (set_input_shape / execute_async_v3) and opset 17
 WORKSPACE_BYTES = 1 << 30  # builder scratch memory; Jetson boards share it with the CPU
@@ -154,7 +159,7 @@ def gpu_identity(device: torch.device) -> tuple[str, str]:
     return f"{props.name} ({props.multi_processor_count} SMs)", f"{props.major}.{props.minor}"
 
 
-def _build_serialized(trt, logger, onnx_path: Path, profile: dict[str, ShapeRange], precision: str,
+def _build_serialized(trt, logger, onnx_path: Path | bytes, profile: dict[str, ShapeRange], precision: str,
                       calibrator=None) -> bytes:
     builder = trt.Builder(logger)
     # TensorRT 10 networks are always explicit-batch (the flag is deprecated); 8.6 needs it set.
@@ -162,27 +167,31 @@ def _build_serialized(trt, logger, onnx_path: Path, profile: dict[str, ShapeRang
     flags = 0 if major >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse(onnx_path.read_bytes()):
+    if not parser.parse(onnx_path if isinstance(onnx_path, bytes) else onnx_path.read_bytes()):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise RuntimeError(f"TensorRT could not parse {onnx_path}: {errors}")
+        raise RuntimeError(f"TensorRT could not parse {_graph_name(onnx_path)}: {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
     shapes = builder.create_optimization_profile()
     for name, r in profile.items():
         shapes.set_shape(name, r.min, r.opt, r.max)
     if config.add_optimization_profile(shapes) < 0:
-        raise RuntimeError(f"invalid optimisation profile for {onnx_path}: {profile}")
+        raise RuntimeError(f"invalid optimisation profile for {_graph_name(onnx_path)}: {profile}")
     if precision in ("fp16", "int8"):  # int8: layers without int8 kernels run fp16, not fp32
         config.set_flag(trt.BuilderFlag.FP16)
     if precision == "int8":
         config.set_flag(trt.BuilderFlag.INT8)
         config.int8_calibrator = calibrator
         if not config.set_calibration_profile(shapes):  # calibration runs at the profile's opt shapes
-            raise RuntimeError(f"TensorRT rejected the calibration profile for {onnx_path}")
+            raise RuntimeError(f"TensorRT rejected the calibration profile for {_graph_name(onnx_path)}")
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path} (see its log above)")
+        raise RuntimeError(f"TensorRT failed to build an engine from {_graph_name(onnx_path)} (see its log above)")
     return bytes(serialized)
+
+
+def _graph_name(onnx_path: Path | bytes) -> str:
+    return "the adapted MRN graph" if isinstance(onnx_path, bytes) else str(onnx_path)
 
 
 def _entropy_calibrator(trt, feeder, cache_file: Path):
@@ -282,6 +291,7 @@ class TensorRTBackend(Backend):
         recorded: dict[str, list] = {}
         self.built: list[str] = []  # graphs built now (the others came from the cache)
         self._runners: dict[str, _EngineRunner] = {}
+        self._trt, self._logger, self._mrn_profile = trt, logger, profiles["mrn"]
         for graph, entry in manifest["graphs"].items():
             fields = engine_fields(entry["sha256"], trt.__version__, self.gpu_name, capability, precision,
                                    profiles[graph])
@@ -312,6 +322,8 @@ class TensorRTBackend(Backend):
                 self.built.append(graph)
         mrn_inputs = manifest["graphs"]["mrn"]["inputs"]
         self.mrn_roi_sizes = tuple(int(mrn_inputs[name][-1]) for name in GRAPHS["mrn"].inputs[:4])
+        self._backbone_channels = tuple(int(mrn_inputs[name][1]) for name in GRAPHS["mrn"].inputs[:4])
+        self._offline_mrn = self._runners["mrn"]
         self._warm_up(profiles)
 
     @property
@@ -337,3 +349,16 @@ class TensorRTBackend(Backend):
 
     def mrn(self, roi_features: list[torch.Tensor], priors: torch.Tensor) -> torch.Tensor:
         return self._runners["mrn"](*roi_features, priors)[0]
+
+    def compile_mrn(self, mrn: torch.nn.Module) -> _EngineRunner:
+        precision = "fp16" if self.precision == "int8" else self.precision
+        data = _build_serialized(self._trt, self._logger, export_mrn(mrn, self._backbone_channels), self._mrn_profile,
+                                 precision)
+        with torch.cuda.device(self.device):
+            engine = self._runtime.deserialize_cuda_engine(data)
+            if engine is None:
+                raise RuntimeError("TensorRT could not deserialise the adapted MRN engine it just built")
+            return _EngineRunner(self._trt, engine, "mrn", self.device)
+
+    def use_mrn(self, compiled: _EngineRunner | None) -> None:
+        self._runners["mrn"] = self._offline_mrn if compiled is None else compiled

@@ -21,12 +21,9 @@ def build_tracker(args, backend: str | None = None) -> Tracker:
     chosen = backend or args.backend
     # A torch reference for a tensorrt bench runs on the same GPU.
     device = args.device or ("cuda" if args.backend == "tensorrt" else None)
-    tracker = Tracker.from_config(config, weights=args.weights, device=device, untrained=args.untrained,
-                                  backend=chosen, precision=args.precision if chosen == args.backend else None,
-                                  cache_dir=args.cache)
-    if config.adaptation.iterations > 0 and tracker.adaptation is None:
-        print(f"note: backend {chosen} runs the offline MRN; first-frame adaptation needs backend torch")
-    return tracker
+    return Tracker.from_config(config, weights=args.weights, device=device, untrained=args.untrained,
+                               backend=chosen, precision=args.precision if chosen == args.backend else None,
+                               cache_dir=args.cache)
 
 
 def print_run(name: str, run: VideoRun) -> None:

@@ -179,14 +179,14 @@ class AdaptationRunner:
         """The offline weights again (waits for a fit still running)."""
         self._pending = None
         self._call(self.adapter.clear).result()
-        self.backend.load_mrn(self.adapter.network)
+        self.backend.use_mrn(None)
 
     def swap_ready(self) -> None:
         if self._pending is None or not self._pending.done():
             return
-        report, network = self._pending.result()
+        report, compiled = self._pending.result()
         self._pending = None
-        self.backend.load_mrn(network)
+        self.backend.use_mrn(compiled)
         self.last = report
 
     def wait(self) -> None:
@@ -203,11 +203,13 @@ class AdaptationRunner:
             self._worker = ThreadPoolExecutor(1, thread_name_prefix="vos_ros_adaptation")
         return self._worker.submit(fn, *args)
 
-    def _fit(self, image: np.ndarray, labels: np.ndarray, ids: list[int]) -> tuple[AdaptationReport, torch.nn.Module]:
-        """The adapted MRN (a copy when fitted in the background, where the next fit may already be
-        changing the adapter's)."""
+    def _fit(self, image: np.ndarray, labels: np.ndarray, ids: list[int]) -> tuple[AdaptationReport, object]:
+        """The adapted MRN, compiled by the backend (an ONNX export, an engine build) where the fit ran."""
         start = time.perf_counter()
         self.adapter.add(image, labels, ids, self.backend.backbone)
         report = self.adapter.fit()
+        network = copy.deepcopy(self.adapter.network)
+        network.correction_scale = self.adapter.config.mrn.correction_scale
+        compiled = self.backend.compile_mrn(network)
         report.seconds = time.perf_counter() - start
-        return report, copy.deepcopy(self.adapter.network) if self.background else self.adapter.network
+        return report, compiled

@@ -129,7 +129,7 @@ def _tracker_schema() -> Schema:
         Parameter("flow_preset", "", "DIS preset ultrafast|fast|medium; empty = the configuration's",
                   **one_of(("", "ultrafast", "fast", "medium"))),
         Parameter("max_objects", 0, "most targets tracked at once; 0 = the configuration's", **at_least(0)),
-        Parameter("adaptation_iterations", -1, "first-frame adaptation steps per add (torch backend only), fitted "
+        Parameter("adaptation_iterations", -1, "first-frame adaptation steps per add (every backend), fitted "
                   "in the background while tracking goes on with the MRN in use (cpu configuration's 50: 11-20 s "
                   "on 2 cores, during which the stream runs slower); -1 = the configuration's; 0 = off",
                   **at_least(-1)),

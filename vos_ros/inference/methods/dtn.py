@@ -69,12 +69,12 @@ class DTNMethod(Method):
     def from_model(cls, config: EngineConfig, model: DTN, backend: str = "torch", device: str = "cpu",
                    precision: str | None = None, cache_dir: str | None = None) -> "DTNMethod":
         """`model` (weights loaded, on the CPU) behind `backend`, with first-frame adaptation when the
-        config enables it and the backend can take new MRN weights."""
+        config enables it."""
         # The adapter's MRN is copied before the backend moves and casts the model.
         offline_mrn = copy.deepcopy(model.mrn) if config.adaptation.iterations > 0 else None
         runner = create_backend(backend, model, config, device, precision, cache_dir)
         adaptation = None
-        if offline_mrn is not None and runner.takes_mrn_weights:
+        if offline_mrn is not None:
             adaptation = AdaptationRunner(MRNAdapter(config, offline_mrn, runner.device), runner,
                                           config.adaptation.background)
         return cls(config, runner, adaptation)
