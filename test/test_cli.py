@@ -76,3 +76,24 @@ def test_cli_errors_are_clear(tmp_path):
     assert method.returncode == 2 and "unknown method 'rgmp'; known methods: dtn" in method.stderr
     with pytest.raises(AssertionError):
         assert _cli("segment", "--davis", str(tmp_path)).returncode == 0  # --out is required
+
+
+def test_bench_times_every_clip_against_the_flow_alone(tmp_path):
+    import yaml
+
+    from vos_ros.config import CONFIG_DIR
+
+    config = yaml.safe_load((CONFIG_DIR / "cpu.yaml").read_text())
+    config["adaptation"]["iterations"] = 0  # the timing, not the fit, is under test
+    (tmp_path / "no_fit.yaml").write_text(yaml.safe_dump(config))
+    bench = _cli("bench", "--config", str(tmp_path / "no_fit.yaml"), "--frames", "3", "--long-frames", "0",
+                 "--sweep", "", "--out", str(tmp_path / "bench"))
+    assert bench.returncode == 0, bench.stderr
+    report = json.loads((tmp_path / "bench" / "bench.json").read_text())
+    clips = report["clips"]
+    assert report["dis_flow_only_fps"] > 0
+    assert [c["objects"] for c in clips.values()][:2] == [1, 3] and max(c["objects"] for c in clips.values()) == 7
+    for label, entry in clips.items():
+        assert entry["fps"] > 0 and entry["ratio_to_flow_only"] == pytest.approx(entry["fps"] / report["dis_flow_only_fps"])
+        assert 0 <= entry["JF"] <= 1 and set(entry["ms_per_stage"]) >= {"backbone", "flow", "mrn"}
+        assert f"| {label} | {entry['objects']} |" in bench.stdout  # the per-stage table

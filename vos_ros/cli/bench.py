@@ -1,4 +1,7 @@
-"""`vos-ros bench`: per-stage times, fps for 1 and 3 objects, memory over a long run, the theta_c sweep."""
+"""`vos-ros bench`: per-stage times and fps on synthetic clips (1 and 3 objects), on a real DAVIS
+sequence and on a 7-object clip pasted from real video (their real share of BR frames), memory over
+a long run, the theta_c sweep. Every fps is also given as a ratio to the flow alone, timed in the
+same run on the same machine."""
 
 from __future__ import annotations
 
@@ -8,13 +11,17 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import EngineConfig
 from ..data import davis
-from ..data.synthetic import make_clip
+from ..data.pasted import pasted_clip
+from ..data.synthetic import SyntheticClip, make_clip
 from ..eval.metrics import evaluate_sequence, overall
 from ..inference.engine import Tracker
 from ..inference.video import segment_video
+from ..model.flow import build_flow
 from ..progress import progress
 from .common import DEFAULT_DATA, STAGES, build_tracker, print_run
+
 
 def _rss_mb() -> tuple[float, float]:
     """Current and peak resident memory of this process (MB), from /proc."""
@@ -29,17 +36,45 @@ def _rss_mb() -> tuple[float, float]:
 def _speed(tracker: Tracker, clip, label: str) -> dict:
     run = segment_video(tracker, progress(clip.frames, desc=label, leave=False), clip.labels[0])
     print_run(label, run)
-    return {"fps": run.fps, "br_share": run.br_share,
+    return {"fps": run.fps, "br_share": run.br_share, "JF": evaluate_sequence(run.labels, clip.labels).JF,
             "ms_per_stage": {s: 1000 * run.stage_seconds.get(s, 0) / run.steps for s in STAGES}}
 
 
-def _dis_baseline(tracker: Tracker, clip) -> float:
-    """fps of flow alone on the same frames: the floor any flow-based tracker pays."""
-    grays = [tracker.flow.prepare(f) for f in clip.frames]
+def _dis_baseline(config: EngineConfig, clip) -> float:
+    """fps of the configuration's flow alone on the same frames: the floor any flow-based tracker pays."""
+    flow = build_flow(config.flow.method, config.flow.preset, config.flow.scale)
+    grays = [flow.prepare(f) for f in clip.frames]
     start = time.perf_counter()
     for a, b in zip(grays, grays[1:]):
-        tracker.flow.backward(a, b)
+        flow.backward(a, b)
     return (len(grays) - 1) / (time.perf_counter() - start)
+
+
+def _clips(frames: int, data_root: Path) -> dict:
+    """Synthetic 854x480 clips with 1 and 3 objects (every frame goes through BR there); with the
+    shared data also the first davis2016/dev sequence and a 7-object clip pasted from davis2016/train."""
+    clips = {f"synthetic, {n} object{'s' * (n > 1)}": make_clip(frames, (854, 480), n, seed=n) for n in (1, 3)}
+    dev, train = data_root / "davis2016" / "dev", data_root / "davis2016" / "train"
+    if dev.exists():
+        seq = davis.list_sequences(dev)[0]
+        clips[f"davis2016/dev/{seq}"] = SyntheticClip([davis.read_frame(p) for p in davis.frame_paths(dev, seq)],
+                                                      davis.read_ground_truth(dev, seq))
+    if train.exists():
+        clips["7 objects pasted from davis2016/train"] = pasted_clip(train, 7, frames)
+    else:
+        print(f"note: {train} not found; the 7-object clip is synthetic")
+        clips["synthetic, 7 objects"] = make_clip(frames, (854, 480), 7, seed=7)
+    return clips
+
+
+def _print_table(report: dict) -> None:
+    print(f"| clip | objects | J&F | fps | x flow alone ({report['dis_flow_only_fps']:.0f} fps) | BR | "
+          + " | ".join(f"{s} ms" for s in STAGES) + " |")
+    print("|" + " --- |" * (6 + len(STAGES)))
+    for label, e in report["clips"].items():
+        stages = " | ".join(f"{e['ms_per_stage'][s]:.1f}" for s in STAGES)
+        print(f"| {label} | {e['objects']} | {e['JF']:.3f} | {e['fps']:.1f} | {e['ratio_to_flow_only']:.3f} | "
+              f"{100 * e['br_share']:.0f}% | {stages} |")
 
 
 def _memory_run(tracker: Tracker, frames: list[np.ndarray], first: np.ndarray, total: int) -> dict:
@@ -81,23 +116,25 @@ def bench(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     report: dict = {"config": tracker.config.name, "backend": tracker.backend.label, "device": str(tracker.device),
                     "threads": _threads(), "theta_c": theta, "resolution": "854x480"}
-    clips = {n: make_clip(args.frames, (854, 480), n, seed=n) for n in (1, 3)}
-    report["dis_flow_only_fps"] = _dis_baseline(tracker, clips[1])
+    data_root = Path(args.data) if args.data else DEFAULT_DATA
+    clips = _clips(args.frames, data_root)
+    report["dis_flow_only_fps"] = _dis_baseline(tracker.config, clips["synthetic, 1 object"])
     # Another backend is timed against the torch networks on the same clips, clip after clip,
     # so that both see about the same machine load.
     reference = build_tracker(args, backend="torch") if args.backend != "torch" else None
-    for n, clip in clips.items():
-        label = f"synthetic 854x480, {n} object(s)"
-        entry = report[f"objects_{n}"] = _speed(tracker, clip, f"{tracker.backend.label}, {label}")
+    report["clips"] = {}
+    for label, clip in clips.items():
+        entry = report["clips"][label] = _speed(tracker, clip, f"{tracker.backend.label}, {label}")
+        entry["objects"] = int(clip.labels[0].max())
         entry["ratio_to_flow_only"] = entry["fps"] / report["dis_flow_only_fps"]
         if reference is not None:
             ref = _speed(reference, clip, f"{reference.backend.label}, {label}")
             entry["torch_reference"] = {"backend": reference.backend.label, **ref}
             entry["speed_ratio_to_torch"] = entry["fps"] / ref["fps"]
-            print(f"{n} object(s): {tracker.backend.label} {entry['fps']:.1f} fps / {reference.backend.label} "
+            print(f"{label}: {tracker.backend.label} {entry['fps']:.1f} fps / {reference.backend.label} "
                   f"{ref['fps']:.1f} fps = {entry['speed_ratio_to_torch']:.2f}x")
     del reference
-    data_root = Path(args.data) if args.data else DEFAULT_DATA
+    _print_table(report)
     dev = data_root / "davis2016" / "dev"
     if dev.exists():
         seq = davis.list_sequences(dev)[0]
@@ -106,7 +143,8 @@ def bench(args) -> int:
         source = f"davis2016/dev/{seq}"
     else:
         print(f"note: {dev} not found; memory run and sweep use the synthetic clip only")
-        frames, first, source = clips[1].frames, clips[1].labels[0], "synthetic"
+        synthetic = clips["synthetic, 1 object"]
+        frames, first, source = synthetic.frames, synthetic.labels[0], "synthetic"
     if args.long_frames > 0:
         report["memory"] = {"source": source, **_memory_run(tracker, frames, first, args.long_frames)}
         m = report["memory"]

@@ -87,7 +87,7 @@ def _camera_view(scene: np.ndarray, t: float, width: int, height: int) -> tuple[
     return canvas, PARALLAX * shift
 
 
-def _paste(canvas: np.ndarray, label: np.ndarray, texture: np.ndarray, coverage: np.ndarray,
+def paste_cutout(canvas: np.ndarray, label: np.ndarray, texture: np.ndarray, coverage: np.ndarray,
            centre: tuple[float, float], angle: float, object_id: int) -> None:
     """Alpha-blend a cut-out centred at `centre`, rotated by `angle`, warping only its window."""
     h, w = coverage.shape
@@ -124,7 +124,7 @@ def demo_scene(num_frames: int = 90, size: tuple[int, int] = (854, 480)) -> Synt
         paths = _paths(t, width, height)
         for k in paint_order:
             cx, cy, angle = paths[k]
-            _paste(canvas, label, *cutouts[k], (cx + shift[0], cy + shift[1]), angle, k + 1)
+            paste_cutout(canvas, label, *cutouts[k], (cx + shift[0], cy + shift[1]), angle, k + 1)
         light = 1.0 + 0.05 * np.sin(2 * np.pi * 1.5 * t)  # auto-exposure breathing
         noise = rng.normal(0, 2.0, canvas.shape).astype(np.float32)
         frames.append(np.clip(canvas * light + noise, 0, 255).astype(np.uint8))
