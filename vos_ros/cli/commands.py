@@ -150,15 +150,22 @@ def train(args) -> int:
 
 # ------------------------------------------------------------------------------- demo
 def train_prompts(args) -> int:
-    from ..prompts.learnt import PromptSettings
+    from dataclasses import replace
+
+    from ..prompts.learnt import PromptSettings, load_network
     from ..training.prompt_trainer import PromptTrainSettings
     from ..training.prompt_trainer import train_prompts as run
 
     settings = PromptTrainSettings(
         video=args.video, stills=args.stills, out=args.out, iterations=args.iterations, batch_size=args.batch_size,
         lr=args.lr, seed=args.seed, still_share=args.still_share, checkpoint_every=args.checkpoint_every,
-        backbone_lr=args.backbone_lr, holdout=args.holdout)
-    weights = run(settings, PromptSettings(backbone_stages=args.backbone_stages), resume=not args.no_resume)
+        backbone_lr=args.backbone_lr, holdout=args.holdout, init=args.init or "")
+    prompt = load_network(args.init)[1] if args.init else PromptSettings()
+    if args.backbone_stages is not None:
+        prompt = replace(prompt, backbone_stages=args.backbone_stages)
+    if args.region_scale is not None:
+        prompt = replace(prompt, region_scale=args.region_scale)
+    weights = run(settings, prompt, resume=not args.no_resume)
     print(f"prompt network weights: {weights}")
     return 0
 

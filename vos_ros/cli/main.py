@@ -103,9 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
     train_prompts.add_argument("--seed", type=int, default=0)
     train_prompts.add_argument("--still-share", type=float, default=0.5, help="share of objects from still images")
     train_prompts.add_argument("--checkpoint-every", type=int, default=250)
-    train_prompts.add_argument("--backbone-stages", type=int, default=0, metavar="N",
+    train_prompts.add_argument("--backbone-stages", type=int, default=None, metavar="N",
                                help="fine-tune the backbone's last N of 4 stages for prompts, BatchNorm statistics frozen "
-                                    "(stored with the head; default 0: the tracker's backbone as it is)")
+                                    "(stored with the head; default: --init's, else 0: the tracker's backbone as it is)")
+    train_prompts.add_argument("--init", default=None, metavar="WEIGHTS",
+                               help="start from these prompt weights and their settings (default: the tracker's MRN)")
+    train_prompts.add_argument("--region-scale", type=float, default=None,
+                               help="backbone region side / longer RoI side (default: --init's, else 1.5)")
     train_prompts.add_argument("--backbone-lr", type=float, default=3e-5, help="with --backbone-stages")
     train_prompts.add_argument("--holdout", default="", metavar="SEQ[,SEQ...]",
                                help="train sequences left out and scored (box and click IoU) at each checkpoint; "

@@ -28,7 +28,7 @@ def component_at(mask: np.ndarray, seed_region: np.ndarray) -> np.ndarray:
     return np.isin(comp, keep) if keep.size else np.zeros_like(mask)
 
 
-def _grabcut(image_rgb: np.ndarray, init: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+def grabcut_mask(image_rgb: np.ndarray, init: np.ndarray, fallback: np.ndarray) -> np.ndarray:
     """GrabCut from an initial GC_* label map; ``fallback`` when the cut is empty."""
     if not np.any((init == cv2.GC_FGD) | (init == cv2.GC_PR_FGD)):
         return fallback
@@ -41,6 +41,21 @@ def _grabcut(image_rgb: np.ndarray, init: np.ndarray, fallback: np.ndarray) -> n
         return fallback
     mask = component_at((gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD), fallback)
     return mask if mask.any() else fallback
+
+
+def refine_probability(image_rgb: np.ndarray, probability: np.ndarray, region: tuple[int, int, int, int],
+                       fallback: np.ndarray, sure_object: float, sure_background: float) -> np.ndarray:
+    """GrabCut seeded by an object probability map: inside `region` (x1, y1, x2, y2) object
+    where it exceeds `sure_object`, background below `sure_background`, probably one or the
+    other around 0.5 between; background outside `region`."""
+    x1, y1, x2, y2 = region
+    init = np.full(probability.shape, cv2.GC_BGD, np.uint8)
+    window = probability[y1:y2, x1:x2]
+    seeded = np.where(window > 0.5, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
+    seeded[window > sure_object] = cv2.GC_FGD
+    seeded[window < sure_background] = cv2.GC_BGD
+    init[y1:y2, x1:x2] = seeded
+    return grabcut_mask(image_rgb, init, fallback)
 
 
 def _disks(shape: tuple[int, int], points, radius: int) -> np.ndarray:
@@ -81,4 +96,4 @@ class GrabCutSegmenter:
         positive = _disks((h, w), prompt.positives, radius)
         init[positive] = cv2.GC_FGD
         init[_disks((h, w), prompt.negatives, radius)] = cv2.GC_BGD
-        return _grabcut(image_rgb, init, positive if seed is None else seed)
+        return grabcut_mask(image_rgb, init, positive if seed is None else seed)

@@ -22,6 +22,11 @@ touch the prompt (the box's inside or the positive clicks).
 Region: the backbone sees a square around the RoI of `region_scale` x its longer side,
 resized to `region_size` (the tracker uses 2.5 x to allow for motion; a prompt's box is
 exact, so a tighter region gives more feature cells on the object).
+
+Inference settings of the shipped weights (trained at region scale 1.5 with one refining
+pass), chosen on the held-out train sequences (docs/experiments.md "Prompt inference
+settings"): region scale 1.25, `flip_average` (mirror-image test-time augmentation), no
+refining pass for boxes, and `grabcut_refine`.
 """
 
 from __future__ import annotations
@@ -39,10 +44,10 @@ from torch import nn
 
 from ..config import WEIGHTS_DIR, load_config
 from ..model.dtn import load_dtn, resolve_weights
-from ..model.geometry import Box, Region, box_prior, crop_roi, enlarge_box, mask_box, paste_roi
+from ..model.geometry import Box, Region, box_prior, clip_box, crop_roi, enlarge_box, mask_box, paste_roi
 from ..model.mrn import MaskRefinementNetwork, roi_levels
 from .prompt import Prompt, check_image
-from .grabcut import component_at
+from .grabcut import component_at, refine_probability
 
 WEIGHTS_FILE = "prompt_cpu.safetensors"
 TRACKER_CONFIG = "cpu"  # whose backbone (and MRN, as the initial head) the prompt network uses
@@ -61,6 +66,12 @@ class PromptSettings:
     threshold: float = 0.5
     refine_passes: int = 1
     click_passes: int = 2
+    flip_average: bool = False  # each pass also on the mirror image, the two probabilities averaged
+    # GrabCut seeded by the final probability (grabcut.refine_probability) in the box, or for
+    # clicks in the mask's box enlarged by box_margin: colour models of this very image fix
+    # edges the network's 56x56 output blurs.
+    grabcut_refine: bool = False
+    grabcut_sure: tuple[float, float] = (0.9, 0.05)  # probability above: object; below: background
     # The backbone's last N of 4 stages fine-tuned for prompts (stored with the head; BatchNorm
     # statistics stay the tracker's, its scale and shift learn); the others are the tracker's.
     backbone_stages: int = 0
@@ -109,6 +120,26 @@ def build_network(settings: PromptSettings, tracker_weights: str | Path | None =
     if init_head and settings.channels == config.mrn.channels:
         network.head.load_state_dict(dtn.mrn.state_dict())
     return network.eval(), path
+
+
+def load_network(weights: str | Path | None = None) -> tuple[PromptNetwork, PromptSettings]:
+    """The network of a prompt weights file (default: the shipped one) and its stored settings."""
+    path = Path(weights) if weights is not None else WEIGHTS_DIR / WEIGHTS_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"prompt network weights not found: {path} (train them with "
+                                "`vos-ros train-prompts`, or use the grabcut segmenter)")
+    meta_path = path.with_suffix(".json")
+    metadata = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    settings = PromptSettings(**metadata.get("settings", {}))
+    network, _ = build_network(settings, metadata.get("tracker_weights"), init_head=False)
+    try:
+        state = {k: v.float() for k, v in load_file(str(path)).items()}
+        if set(state) != set(network.own_state()):
+            raise ValueError("its tensors are not those of its settings' network")
+        network.load_state_dict(state, strict=False)
+    except (RuntimeError, OSError, ValueError) as exc:
+        raise ValueError(f"prompt network weights {path} are unreadable or do not fit: {exc}") from exc
+    return network, settings
 
 
 def click_map(points_pos, points_neg, roi: Box, size: int, sigma: float) -> np.ndarray:
@@ -167,27 +198,26 @@ class LearntSegmenter:
         self.device = torch.device(device)
 
     @classmethod
-    def from_weights(cls, weights: str | Path | None = None, device: str = "cpu") -> "LearntSegmenter":
-        path = Path(weights) if weights is not None else WEIGHTS_DIR / WEIGHTS_FILE
-        if not path.exists():
-            raise FileNotFoundError(f"prompt network weights not found: {path} (train them with "
-                                    "`vos-ros train-prompts`, or use the grabcut segmenter)")
-        meta_path = path.with_suffix(".json")
-        metadata = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-        settings = PromptSettings(**metadata.get("settings", {}))
-        network, _ = build_network(settings, metadata.get("tracker_weights"), init_head=False)
-        try:
-            state = {k: v.float() for k, v in load_file(str(path)).items()}
-            if set(state) != set(network.own_state()):
-                raise ValueError("its tensors are not those of its settings' network")
-            network.load_state_dict(state, strict=False)
-        except (RuntimeError, OSError, ValueError) as exc:
-            raise ValueError(f"prompt network weights {path} are unreadable or do not fit: {exc}") from exc
-        return cls(network, settings, device)
+    def from_weights(cls, weights: str | Path | None = None, device: str = "cpu",
+                     settings: PromptSettings | None = None) -> "LearntSegmenter":
+        """The shipped (or given) weights, with the settings stored beside them unless `settings`."""
+        network, stored = load_network(weights)
+        return cls(network, settings or stored, device)
+
+    def probability(self, image: np.ndarray, box: Box, where, positives=(), negatives=()) -> np.ndarray:
+        """One pass: the object's probability over the frame (zero outside the RoI); with
+        `flip_average`, the mean of the pass on the image and on its mirror image."""
+        prob = self._pass(image, box, where, positives, negatives)
+        if not self.settings.flip_average:
+            return prob
+        width = image.shape[1]
+        mirrored = self._pass(np.ascontiguousarray(image[:, ::-1]), (width - box[2], box[1], width - box[0], box[3]),
+                              where if where is None or isinstance(where, str) else np.ascontiguousarray(where[:, ::-1]),
+                              [(width - x, y) for x, y in positives], [(width - x, y) for x, y in negatives])
+        return 0.5 * (prob + mirrored[:, ::-1])
 
     @torch.no_grad()
-    def probability(self, image: np.ndarray, box: Box, where, positives=(), negatives=()) -> np.ndarray:
-        """One pass: the object's probability over the frame (zero outside the RoI)."""
+    def _pass(self, image: np.ndarray, box: Box, where, positives, negatives) -> np.ndarray:
         inputs = prompt_inputs(image, box, where, positives, negatives, self.settings)
         crop = torch.from_numpy(inputs["crop"]).to(self.device).permute(2, 0, 1)[None].float().div_(255.0)
         rows = torch.cat([torch.zeros(1, 1), torch.from_numpy(inputs["roi"])[None]], 1).to(self.device)
@@ -231,6 +261,10 @@ class LearntSegmenter:
         mask = component_at(prob > s.threshold, seed)
         if not mask.any():
             raise ValueError("the prompt network found no object at this prompt")
+        if s.grabcut_refine:
+            region = box if box is not None else clip_box(enlarge_box(mask_box(mask), s.box_margin), width, height)
+            x1, y1, x2, y2 = (int(round(v)) for v in region)
+            mask = refine_probability(image_rgb, prob, (x1, y1, x2, y2), mask, *s.grabcut_sure)
         return mask
 
 

@@ -6,6 +6,7 @@ frozen, except for the last `backbone_stages` stages when the prompt settings fi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -24,7 +25,7 @@ from ..model.geometry import clip_box, crop_roi, mask_box
 from ..model.losses import mrn_loss
 from ..progress import progress
 from ..prompts.learnt import (WEIGHTS_FILE, LearntSegmenter, PromptNetwork, PromptSettings, build_network,
-                              click_square, prompt_inputs, save_prompt_weights)
+                              click_square, load_network, prompt_inputs, save_prompt_weights)
 
 KINDS = ("box", "click", "refine")
 KIND_SHARES = (0.4, 0.3, 0.3)
@@ -44,6 +45,7 @@ class PromptTrainSettings:
     checkpoint_every: int = 250
     backbone_lr: float = 3e-5  # for the backbone stages the prompt settings fine-tune
     holdout: str = ""  # comma-separated train sequences left out and scored at every checkpoint
+    init: str = ""  # prompt weights to start from (default: the head from the tracker's MRN)
 
     @property
     def holdouts(self) -> tuple[str, ...]:
@@ -169,6 +171,13 @@ def train_prompts(settings: PromptTrainSettings, prompt: PromptSettings | None =
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(settings.seed)
     network, tracker_weights = build_network(prompt)
+    init = f"the tracker's MRN ({tracker_weights.name})"
+    if settings.init:
+        initial, _ = load_network(settings.init)
+        if set(initial.own_state()) != set(network.own_state()):
+            raise ValueError(f"{settings.init} holds another network than these prompt settings describe")
+        network.load_state_dict(initial.own_state(), strict=False)
+        init = f"{Path(settings.init).name} (sha256 {hashlib.sha256(Path(settings.init).read_bytes()).hexdigest()})"
     learnt_backbone = [p for p in network.backbone.parameters() if p.requires_grad]
     groups = [{"params": list(network.head.parameters()), "lr": settings.lr}]
     if learnt_backbone:
@@ -225,7 +234,7 @@ def train_prompts(settings: PromptTrainSettings, prompt: PromptSettings | None =
                 save_prompt_weights(network, weights, prompt, tracker_weights, {
                     "command": "vos-ros train-prompts", "train": asdict(settings), "iterations": iteration,
                     "selected_iteration": iteration, "holdout_iou": {k: round(v, 4) for k, v in scores.items()},
-                    "init": f"the tracker's MRN ({tracker_weights.name})"})
+                    "init": init})
             torch.save({"network": network.own_state(), "optimizer": optimizer.state_dict(),
                         "iteration": iteration, "best": best}, checkpoint.with_suffix(".tmp"))
             checkpoint.with_suffix(".tmp").replace(checkpoint)
