@@ -220,6 +220,13 @@ def read_manifest(folder: Path) -> dict | None:
     return manifest
 
 
+def mrn_levels(manifest: dict) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The exported MRN's RoI size and backbone channels per level (Res2..Res5)."""
+    inputs = manifest["graphs"]["mrn"]["inputs"]
+    shapes = [inputs[name] for name in GRAPHS["mrn"].inputs[:4]]
+    return tuple(int(s[-1]) for s in shapes), tuple(int(s[1]) for s in shapes)
+
+
 def ensure_onnx(model: DTN, config: EngineConfig, cache_dir: Path | None = None) -> Path:
     """The cached graph folder for these weights and this network, exported on first use.
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .base import Backend, BackendUnavailable
-from .onnx_export import GRAPHS, export_mrn, read_manifest
+from .onnx_export import GRAPHS, export_mrn, mrn_levels, read_manifest
 
 
 class OnnxRuntimeBackend(Backend):
@@ -49,9 +49,7 @@ class OnnxRuntimeBackend(Backend):
         self.device = torch.device("cpu")  # inputs and outputs are host arrays
         self.provider = provider
         self.folder = Path(folder)
-        mrn_inputs = manifest["graphs"]["mrn"]["inputs"]
-        self.mrn_roi_sizes = tuple(int(mrn_inputs[name][-1]) for name in GRAPHS["mrn"].inputs[:4])
-        self._backbone_channels = tuple(int(mrn_inputs[name][1]) for name in GRAPHS["mrn"].inputs[:4])
+        self.mrn_roi_sizes, self._backbone_channels = mrn_levels(manifest)
 
     @property
     def label(self) -> str:

@@ -36,7 +36,7 @@ import torch
 
 from ..config import EngineConfig
 from .base import PRECISIONS, Backend, BackendUnavailable
-from .onnx_export import GRAPHS, default_cache_dir, export_mrn, read_manifest
+from .onnx_export import GRAPHS, default_cache_dir, export_mrn, mrn_levels, read_manifest
 
 MIN_VERSION = (8, 6)  # name-based tensors (set_input_shape / execute_async_v3) and opset 17
 WORKSPACE_BYTES = 1 << 30  # builder scratch memory; Jetson boards share it with the CPU
@@ -320,9 +320,7 @@ class TensorRTBackend(Backend):
                 self._runners[graph] = _EngineRunner(trt, engine, graph, self.device)
             if built:
                 self.built.append(graph)
-        mrn_inputs = manifest["graphs"]["mrn"]["inputs"]
-        self.mrn_roi_sizes = tuple(int(mrn_inputs[name][-1]) for name in GRAPHS["mrn"].inputs[:4])
-        self._backbone_channels = tuple(int(mrn_inputs[name][1]) for name in GRAPHS["mrn"].inputs[:4])
+        self.mrn_roi_sizes, self._backbone_channels = mrn_levels(manifest)
         self._offline_mrn = self._runners["mrn"]
         self._warm_up(profiles)
 
