@@ -136,15 +136,12 @@ def bench(args) -> int:
     del reference
     _print_table(report)
     dev = data_root / "davis2016" / "dev"
-    if dev.exists():
-        seq = davis.list_sequences(dev)[0]
-        frames = [davis.read_frame(p) for p in davis.frame_paths(dev, seq)]
-        first = davis.read_labels(davis.annotation_path(dev, seq))
-        source = f"davis2016/dev/{seq}"
-    else:
+    # The memory run replays the dev clip _clips read, else the one-object synthetic clip.
+    source = next((label for label in clips if label.startswith("davis2016/dev/")), None)
+    if source is None:
         print(f"note: {dev} not found; memory run and sweep use the synthetic clip only")
-        synthetic = clips["synthetic, 1 object"]
-        frames, first, source = synthetic.frames, synthetic.labels[0], "synthetic"
+        source = "synthetic, 1 object"
+    frames, first = clips[source].frames, clips[source].labels[0]
     if args.long_frames > 0:
         report["memory"] = {"source": source, **_memory_run(tracker, frames, first, args.long_frames)}
         m = report["memory"]

@@ -88,7 +88,7 @@ def _camera_view(scene: np.ndarray, t: float, width: int, height: int) -> tuple[
 
 
 def paste_cutout(canvas: np.ndarray, label: np.ndarray, texture: np.ndarray, coverage: np.ndarray,
-           centre: tuple[float, float], angle: float, object_id: int) -> None:
+                 centre: tuple[float, float], angle: float, object_id: int) -> None:
     """Alpha-blend a cut-out centred at `centre`, rotated by `angle`, warping only its window."""
     h, w = coverage.shape
     half = int(np.ceil(np.hypot(w, h) / 2)) + 2

@@ -56,7 +56,7 @@ def pasted_clip(root: str | Path, num_objects: int = 7, num_frames: int = 100, s
         label = np.zeros((height, width), np.uint16)
         for k, (texture, coverage) in enumerate(cutouts):
             centre = start[k] + velocity[k] * t + 0.02 * width * np.sin(0.15 * t + wobble[k])
-            centre = np.abs(np.mod(centre, 2 * np.array([width, height])))  # bounce off the borders
+            centre = np.mod(centre, 2 * np.array([width, height]))  # bounce off the borders
             centre = np.where(centre > [width, height], 2 * np.array([width, height]) - centre, centre)
             paste_cutout(canvas, label, texture, coverage, (float(centre[0]), float(centre[1])),
                          10.0 * np.sin(0.05 * t + wobble[k, 0]), k + 1)

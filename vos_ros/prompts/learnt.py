@@ -198,11 +198,9 @@ class LearntSegmenter:
         self.device = torch.device(device)
 
     @classmethod
-    def from_weights(cls, weights: str | Path | None = None, device: str = "cpu",
-                     settings: PromptSettings | None = None) -> "LearntSegmenter":
-        """The shipped (or given) weights, with the settings stored beside them unless `settings`."""
-        network, stored = load_network(weights)
-        return cls(network, settings or stored, device)
+    def from_weights(cls, weights: str | Path | None = None, device: str = "cpu") -> "LearntSegmenter":
+        """The shipped (or given) weights, with the settings stored beside them."""
+        return cls(*load_network(weights), device)
 
     def probability(self, image: np.ndarray, box: Box, where, positives=(), negatives=()) -> np.ndarray:
         """One pass: the object's probability over the frame (zero outside the RoI); with
