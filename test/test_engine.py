@@ -8,7 +8,8 @@ import pytest
 from vos_ros.config import ConfigError, load_config
 from vos_ros.data.synthetic import make_clip
 from vos_ros.inference import EngineInputError, Stream, TargetStatus, Tracker
-from vos_ros.model.dtn import DTN, save_weights
+from vos_ros.model.dtn import DTN
+from vos_ros.model.weights import save_weights
 
 
 @pytest.fixture(scope="module")

@@ -48,7 +48,8 @@ def weights_file(tmp_path_factory) -> str:
 
     if resolve_weights(load_config("cpu"), None).exists():
         return ""
-    from vos_ros.model.dtn import load_dtn, save_weights
+    from vos_ros.model.dtn import load_dtn
+    from vos_ros.model.weights import save_weights
 
     path = tmp_path_factory.mktemp("weights") / "dtn_cpu_untrained.safetensors"
     save_weights(load_dtn(load_config("cpu"), untrained=True), path, {"untrained": True})

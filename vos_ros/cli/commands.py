@@ -21,7 +21,7 @@ from ..progress import progress
 from .bench import bench
 from .common import build_tracker, print_run
 
-__all__ = ["segment", "eval", "bench", "train", "train_prompts", "prompt_eval", "demo", "export", "build_engine"]
+__all__ = ["segment", "eval", "bench", "train", "train_rgmp", "train_prompts", "prompt_eval", "demo", "export", "build_engine"]
 
 CALIBRATION_FRAMES = 64  # INT8 calibration frames in all (their network inputs are kept in memory)
 
@@ -130,6 +130,11 @@ def eval(args) -> int:  # noqa: A001 - the sub-command's name
 
 
 # ------------------------------------------------------------------------------ train
+def _refuse_dev_split(data: str) -> None:
+    if "/dev" in str(Path(data).resolve()).replace(os.sep, "/"):
+        raise ValueError(f"refusing to train on a dev split: {data}")
+
+
 def train(args) -> int:
     from ..training.trainer import TrainSettings, train as run_training
 
@@ -141,10 +146,23 @@ def train(args) -> int:
                              clip_steps=args.clip_steps, alike_clips=args.alike_clips,
                              prior_strays=args.prior_strays, heads=args.heads, stills=args.stills,
                              still_share=args.still_share)
-    if "/dev" in str(Path(args.data).resolve()).replace(os.sep, "/"):
-        raise ValueError(f"refusing to train on a dev split: {args.data}")
+    _refuse_dev_split(args.data)
     weights = run_training(load_config(args.config), settings, resume=not args.no_resume)
     print(f"weights written to {weights}")
+    return 0
+
+
+def train_rgmp(args) -> int:
+    from ..training.rgmp_trainer import RGMPTrainSettings
+    from ..training.rgmp_trainer import train_rgmp as run
+
+    _refuse_dev_split(args.video)
+    settings = RGMPTrainSettings(
+        video=args.video, out=args.out, stage=args.stage, stills=args.stills, iterations=args.iterations,
+        batch_size=args.batch_size, lr=args.lr, encoder_lr=args.encoder_lr, recurrences=args.recurrences,
+        seed=args.seed, checkpoint_every=args.checkpoint_every, holdout=args.holdout, init=args.init)
+    weights = run(load_config(args.config), settings, resume=not args.no_resume)
+    print(f"RGMP weights: {weights}")
     return 0
 
 
@@ -156,6 +174,7 @@ def train_prompts(args) -> int:
     from ..training.prompt_trainer import PromptTrainSettings
     from ..training.prompt_trainer import train_prompts as run
 
+    _refuse_dev_split(args.video)
     settings = PromptTrainSettings(
         video=args.video, stills=args.stills, out=args.out, iterations=args.iterations, batch_size=args.batch_size,
         lr=args.lr, seed=args.seed, still_share=args.still_share, checkpoint_every=args.checkpoint_every,

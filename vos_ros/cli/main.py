@@ -1,4 +1,4 @@
-"""`vos-ros`: segment, eval, bench, bench-ros, train, train-prompts, prompt-eval, demo, export, build-engine."""
+"""`vos-ros`: segment, eval, bench, bench-ros, train, train-rgmp, train-prompts, prompt-eval, demo, export, build-engine."""
 
 from __future__ import annotations
 
@@ -90,6 +90,26 @@ def build_parser() -> argparse.ArgumentParser:
                        help="share of perturbed previous masks given a stray piece (a trail, a blob on a neighbour)")
     train.add_argument("--heads", default="", help="comma-separated heads that learn (decision,crpn,mrn; default all)")
     train.add_argument("--no-resume", action="store_true")
+
+    train_rgmp = sub.add_parser("train-rgmp", help="train the RGMP network (stage 1 simulated pairs, stage 2 "
+                                                   "recurrent on train video)")
+    train_rgmp.add_argument("--config", default="cpu", help="whose rgmp section (width, working scale) to train")
+    train_rgmp.add_argument("--video", required=True, help="DAVIS-layout training split (never a dev split)")
+    train_rgmp.add_argument("--out", required=True, help="run folder: checkpoint, losses.jsonl, best weights")
+    train_rgmp.add_argument("--stage", required=True, choices=("pairs", "clips"),
+                            help="pairs: simulated from still images and frames; clips: recurrent (BPTT) on the video")
+    train_rgmp.add_argument("--stills", default="", metavar="DIR", help="still-image sets for stage 1")
+    train_rgmp.add_argument("--iterations", type=int, default=1000)
+    train_rgmp.add_argument("--batch-size", type=int, default=4)
+    train_rgmp.add_argument("--lr", type=float, default=3e-4, help="decoder learning rate (cosine decay)")
+    train_rgmp.add_argument("--encoder-lr", type=float, default=3e-5)
+    train_rgmp.add_argument("--recurrences", type=int, default=4, help="stage 2: predicted frames per clip")
+    train_rgmp.add_argument("--seed", type=int, default=0)
+    train_rgmp.add_argument("--checkpoint-every", type=int, default=250)
+    train_rgmp.add_argument("--holdout", default="", metavar="SEQ[,SEQ...]",
+                            help="train sequences left out and scored (mean J&F) at each checkpoint; the best is kept")
+    train_rgmp.add_argument("--init", default="", metavar="WEIGHTS", help="start from these RGMP weights (stage 2)")
+    train_rgmp.add_argument("--no-resume", action="store_true")
 
     train_prompts = sub.add_parser("train-prompts", help="train the prompt network (box / click -> mask) on still "
                                                          "images and train video")

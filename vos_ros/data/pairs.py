@@ -176,6 +176,24 @@ def add_alike_instance(rng: np.random.Generator, clip: Clip, image: np.ndarray, 
             clip.masks[k] = target & ~pasted
 
 
+def transformed_pair(rng: np.random.Generator, image: np.ndarray, mask: np.ndarray) -> Pair:
+    """RGMP's first stage-1 strategy: one image and its mask under three random transforms
+    (rotation, scale, shift; colour change in the current one), object and background moving
+    together: the previous, current and reference frames. A pose that loses the object falls
+    back to the image as it is."""
+    height, width = mask.shape
+    cx, cy = box_center(mask_box(mask))
+    previous = _affine(rng, cx, cy, width, height, 0.5)
+    poses = (previous, _then(previous, _affine(rng, width / 2, height / 2, width, height, 0.2)),
+             _affine(rng, cx, cy, width, height, 0.5))
+    views = []
+    for k, matrix in enumerate(poses):
+        m = cv2.warpAffine(mask.astype(np.uint8), matrix, (width, height), flags=cv2.INTER_NEAREST) > 0
+        view = cv2.warpAffine(image, matrix, (width, height), borderMode=cv2.BORDER_REFLECT) if m.any() else image
+        views += [_colour_jitter(rng, view) if k == 1 else view, m if m.any() else mask]
+    return Pair(*views)
+
+
 class SyntheticPairs:
     """Cut-and-paste pairs built from static frames of the training videos, and of still images.
 

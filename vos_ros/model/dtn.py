@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..config import WEIGHTS_DIR, EngineConfig
+from ..config import EngineConfig
 from .backbone import STRIDES, build_backbone
 from .crpn import CRPNHead
 from .decision import DecisionModule
 from .mrn import MaskRefinementNetwork
+from .weights import load_weights, weights_path
 
 
 class DTN(nn.Module):
@@ -46,49 +44,11 @@ def load_dtn(config: EngineConfig, weights: str | Path | None = None, untrained:
         path = resolve_weights(config, weights)
         if path is None:
             raise ValueError("no weights configured: set `weights:` in the config or pass a weights file")
-        load_weights(model, path)
+        load_weights(model, path, "DTN", "vos-ros train")
     return model.eval()
 
 
 def resolve_weights(config: EngineConfig, weights: str | Path | None) -> Path | None:
-    """An explicit path wins; else the config's file name in the packaged weights folder."""
+    """An explicit path wins; else the config's DTN file name in the packaged weights folder."""
     name = weights if weights is not None else config.weights
-    if name is None:
-        return None
-    path = Path(name)
-    if not path.is_absolute() and not path.exists():
-        path = WEIGHTS_DIR / path
-    return path
-
-
-def load_weights(model: DTN, path: Path) -> dict:
-    """Load a safetensors file into `model`; returns its metadata. Errors name the file."""
-    if not path.exists():
-        raise FileNotFoundError(
-            f"DTN weights file not found: {path} (pass --weights FILE, set `weights:` in the config, "
-            "or train with `vos-ros train`)"
-        )
-    try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise ValueError(f"DTN weights file {path} is unreadable or corrupt: {exc}") from exc
-    model_state = model.state_dict()
-    missing = sorted(set(model_state) - set(state))
-    unexpected = sorted(set(state) - set(model_state))
-    mismatched = sorted(k for k in state if k in model_state and state[k].shape != model_state[k].shape)
-    if missing or unexpected or mismatched:
-        raise ValueError(
-            f"DTN weights file {path} does not fit this configuration: missing {missing[:3]}, "
-            f"unexpected {unexpected[:3]}, shape mismatch {mismatched[:3]} (was it trained for another config?)"
-        )
-    model.load_state_dict({k: v.to(model_state[k].dtype) for k, v in state.items()})
-    meta_path = path.with_suffix(".json")
-    return json.loads(meta_path.read_text()) if meta_path.exists() else {}
-
-
-def save_weights(model: DTN, path: Path, metadata: dict, half: bool = True) -> None:
-    """fp16 storage halves the file; inference upcasts to fp32 on load."""
-    state = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(path))
-    path.with_suffix(".json").write_text(json.dumps(metadata, indent=2) + "\n")
+    return weights_path(name) if name is not None else None

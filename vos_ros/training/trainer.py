@@ -66,9 +66,10 @@ from ..eval.metrics import evaluate_sequence
 from ..inference.engine import Tracker
 from ..inference.video import segment_video
 from ..model.crpn import MATCH_LEVEL, MATCH_STRIDE
-from ..model.dtn import DTN, load_weights, save_weights
+from ..model.dtn import DTN
 from ..model.geometry import paste_roi
 from ..model.losses import mrn_loss
+from ..model.weights import load_weights, save_weights
 from ..progress import progress
 
 
@@ -234,7 +235,7 @@ def train(config: EngineConfig, settings: TrainSettings, resume: bool = True) ->
     torch.manual_seed(settings.seed)
     model = DTN(config, imagenet_init=True)
     if settings.init:
-        load_weights(model, Path(settings.init))
+        load_weights(model, Path(settings.init), "DTN", "vos-ros train")
     model.mrn.correction_scale = 1.0  # the full correction is learnt; the config's scale applies at inference
     heads = set(settings.heads.split(",")) if settings.heads else {"decision", "crpn", "mrn"}
     if heads - {"decision", "crpn", "mrn"}:

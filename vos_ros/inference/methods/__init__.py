@@ -5,8 +5,9 @@ from __future__ import annotations
 from ...config import ConfigError, EngineConfig
 from .base import Method
 from .dtn import DTNMethod
+from .rgmp import RGMPMethod
 
-METHODS: dict[str, type[Method]] = {DTNMethod.name: DTNMethod}
+METHODS: dict[str, type[Method]] = {m.name: m for m in (DTNMethod, RGMPMethod)}
 
 
 def method_class(config: EngineConfig) -> type[Method]:

