@@ -5,9 +5,10 @@ import threading
 import numpy as np
 import pytest
 
-from vos_ros.config import ConfigError, load_config
+from vos_ros.config import METHOD_NAMES, ConfigError, load_config
 from vos_ros.data.synthetic import make_clip
 from vos_ros.inference import EngineInputError, Stream, TargetStatus, Tracker
+from vos_ros.inference.methods import METHODS
 from vos_ros.model.dtn import DTN
 from vos_ros.model.weights import save_weights
 
@@ -120,8 +121,9 @@ def test_config_errors(tmp_path):
         load_config("cpu", {"adaptation.iterations": -1})
     with pytest.raises(ConfigError, match="not found"):
         load_config("nonexistent")
-    with pytest.raises(ConfigError, match="unknown method 'rgmp'"):
-        Tracker.from_config(load_config("cpu", {"method": "rgmp"}))
+    with pytest.raises(ConfigError, match="method must be one of dtn, rgmp"):
+        load_config("cpu", {"method": "lip"})
+    assert set(METHODS) == set(METHOD_NAMES)
     gpu = load_config("gpu")
     assert gpu.device == "cuda" and gpu.weights == load_config("cpu").weights  # the same trained networks
 

@@ -4,6 +4,7 @@ its training on the embedded synthetic data."""
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -73,6 +74,16 @@ def test_rgmp_tracks_through_the_engine_with_soft_guidance(untrained_rgmp):
             assert float(guidance.max()) == 0.0  # RGMP's "-Prev" input: the reference alone finds it again
 
 
+def test_multi_scale_inference_averages_scales_into_one_window():
+    config = load_config("cpu", {"method": "rgmp", "rgmp.channels": 16, "rgmp.scales": [0.75, 1.0]})
+    tracker = Tracker.from_config(config, untrained=True)
+    clip = make_clip(3, (200, 120), num_objects=2, seed=2)
+    tracker.add_targets(clip.frames[0], clip.labels[0])
+    assert [r.shape[-2:] for r in tracker._targets[1].state.references] == [(2, 3), (2, 4)]
+    result = tracker.step(clip.frames[1])
+    assert result.labels.shape == (120, 200) and tracker._targets[1].state.guidance.shape == (1, 1, 60, 100)
+
+
 def test_rgmp_state_stays_the_same_size_over_a_long_stream(untrained_rgmp):
     tracker = untrained_rgmp
     clip = make_clip(2, (64, 64), num_objects=1, seed=4)
@@ -111,3 +122,20 @@ def test_rgmp_weights_that_are_missing_say_how_to_make_them(tmp_path):
     config = load_config("cpu", {"method": "rgmp"})
     with pytest.raises(FileNotFoundError, match="train-rgmp"):
         Tracker.from_config(config, weights=str(tmp_path / "none.safetensors"))
+
+
+def test_onnxruntime_runs_rgmp_like_torch(tmp_path):
+    """The two passes exported (dynamic batch and sides), run by ONNX Runtime: the same masks."""
+    pytest.importorskip("onnxruntime")
+    config = load_config("cpu", {"method": "rgmp", "rgmp.channels": 16})
+    torch_tracker = Tracker.from_config(config, untrained=True)
+    ort_tracker = Tracker.from_config(config, untrained=True, backend="onnxruntime", cache_dir=str(tmp_path))
+    assert ort_tracker.backend.label.startswith("onnxruntime")
+    clip = make_clip(5, (200, 120), num_objects=2, seed=2)
+    for tracker in (torch_tracker, ort_tracker):
+        tracker.add_targets(clip.frames[0], clip.labels[0])
+    for frame in clip.frames[1:]:
+        assert np.array_equal(torch_tracker.step(frame).labels, ort_tracker.step(frame).labels)
+        for i in (1, 2):
+            difference = torch_tracker._targets[i].state.guidance - ort_tracker._targets[i].state.guidance
+            assert float(difference.abs().max()) < 1e-4

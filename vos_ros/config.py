@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+METHOD_NAMES = ("dtn", "rgmp")  # the per-frame segmenters (inference/methods), listed without importing torch
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 
@@ -211,6 +212,7 @@ class EngineConfig:
 
     def validate(self) -> "EngineConfig":
         checks = [
+            (self.method in METHOD_NAMES, f"method must be one of {', '.join(METHOD_NAMES)}"),
             (self.backbone.name in ("mobilenet_v2", "resnet50"), "backbone.name must be mobilenet_v2 or resnet50"),
             (self.flow.method == "dis", "flow.method must be 'dis'"),
             (self.flow.preset in ("ultrafast", "fast", "medium"), "flow.preset must be ultrafast|fast|medium"),

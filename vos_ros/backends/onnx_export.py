@@ -1,4 +1,4 @@
-"""ONNX graphs of the four DTN networks, their manifest, and the export cache.
+"""ONNX graphs of the four DTN networks (and of RGMP's two passes), their manifest, and the export cache.
 
 One graph per network (backbone, decision, crpn_head, mrn), exported with
 torch's `torch.export`-based exporter at opset 17, simplified with onnxslim and
@@ -24,8 +24,9 @@ import logging
 import os
 import shutil
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -48,6 +49,9 @@ class GraphSpec:
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     dynamic: dict[str, dict[int, str]]  # input name -> {axis: dimension name}
+    # dimension name -> (the dimension it is a multiple of, the factor): an image side that is
+    # 32x the side of a feature map given beside it
+    derived: dict[str, tuple[str, int]] = field(default_factory=dict)
 
 
 GRAPHS = {
@@ -97,7 +101,61 @@ def _modules_and_examples(model: DTN, config: EngineConfig) -> dict[str, tuple[n
     }
 
 
-def network_digest(model: DTN, config: EngineConfig) -> str:
+RGMP_STRIDE = 32
+RGMP_GRAPHS = {
+    spec.name: spec for spec in (
+        GraphSpec("rgmp_reference", ("images", "masks"), ("reference",),
+                  {name: {0: "batch", 2: "height", 3: "width"} for name in ("images", "masks")},
+                  {"height": ("rows", RGMP_STRIDE), "width": ("cols", RGMP_STRIDE)}),
+        GraphSpec("rgmp_propagate", ("reference", "images", "guidance"), ("logits",),
+                  {"reference": {0: "batch", 2: "rows", 3: "cols"},
+                   **{name: {0: "batch", 2: "height", 3: "width"} for name in ("images", "guidance")}},
+                  {"height": ("rows", RGMP_STRIDE), "width": ("cols", RGMP_STRIDE)}),
+    )
+}
+
+
+class _RGMPReferenceGraph(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images, masks):
+        return self.model.reference(images, masks)
+
+
+class _RGMPPropagateGraph(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, reference, images, guidance):
+        return self.model(reference, images, guidance)
+
+
+def _rgmp_modules_and_examples(model: nn.Module, config: EngineConfig
+                               ) -> dict[str, tuple[nn.Module, tuple[torch.Tensor, ...]]]:
+    images, masks = torch.rand(2, 3, 96, 128), torch.rand(2, 1, 96, 128)
+    return {
+        "rgmp_reference": (_RGMPReferenceGraph(model), (images, masks)),
+        "rgmp_propagate": (_RGMPPropagateGraph(model), (torch.rand(2, 320, 3, 4), images, masks)),
+    }
+
+
+@dataclass(frozen=True)
+class GraphSet:
+    """The graphs one method's networks export to, and a folder-name tag for its cache."""
+
+    tag: str
+    graphs: dict[str, GraphSpec]
+    modules_and_examples: Callable[[nn.Module, EngineConfig], dict[str, tuple[nn.Module, tuple[torch.Tensor, ...]]]]
+
+
+DTN_SET = GraphSet("", GRAPHS, _modules_and_examples)
+RGMP_SET = GraphSet("rgmp-", RGMP_GRAPHS, _rgmp_modules_and_examples)
+
+
+def network_digest(model: nn.Module, config: EngineConfig) -> str:
     """sha256 of the weights as loaded (names, shapes, values), of the RoI sizes and the MRN's
     correction scale (fixed in the CRPN and MRN graphs, not visible in the weights) and of the network code."""
     digest = hashlib.sha256(f"crpn.roi_size={config.crpn.roi_size} mrn.roi_size={config.mrn.roi_size} "
@@ -143,14 +201,17 @@ def _quiet_exporter():
             lg.setLevel(level)
 
 
-def _export_graph(name: str, module: nn.Module, example: tuple[torch.Tensor, ...]):
+def _export_graph(spec: GraphSpec, module: nn.Module, example: tuple[torch.Tensor, ...]):
     """One network as a simplified, fully checked ONNX ModelProto at opset >= OPSET."""
     import onnx
     import onnxslim
     from torch.export import Dim
 
-    spec = GRAPHS[name]
+    name = spec.name
     dims: dict[str, Dim] = {}
+    for derived, (base, factor) in spec.derived.items():
+        dims.setdefault(base, Dim(base, min=1, max=SIDE_RANGE[1] // factor))
+        dims[derived] = factor * dims[base]
     for axes in spec.dynamic.values():
         for axis_name in axes.values():
             low, high = SIDE_RANGE if axis_name in ("height", "width") else (1, MAX_LEADING)
@@ -176,11 +237,12 @@ def export_mrn(mrn: MaskRefinementNetwork, channels: tuple[int, ...]) -> bytes:
     adaptation: onnxruntime and tensorrt run the adapted MRN from its own export). `channels`:
     the backbone's, levels 2..5. The caller sets the module's correction scale."""
     module = copy.deepcopy(mrn).float().cpu().eval()
-    return _export_graph("mrn", _MRNGraph(module), _mrn_example(channels, module.roi_sizes)).SerializeToString()
+    return _export_graph(GRAPHS["mrn"], _MRNGraph(module), _mrn_example(channels, module.roi_sizes)).SerializeToString()
 
 
-def export_onnx(model: DTN, config: EngineConfig, out: Path, digest: str | None = None) -> dict:
-    """Write the four graphs and manifest.json into `out`; returns the manifest."""
+def export_onnx(model: nn.Module, config: EngineConfig, out: Path, digest: str | None = None,
+                graph_set: GraphSet = DTN_SET) -> dict:
+    """Write the graphs (DTN's four by default) and manifest.json into `out`; returns the manifest."""
     import onnx
     import onnxslim
 
@@ -190,27 +252,28 @@ def export_onnx(model: DTN, config: EngineConfig, out: Path, digest: str | None 
     out.mkdir(parents=True, exist_ok=True)
     manifest = {"network_digest": digest, "config": config.name, "torch": torch.__version__,
                 "simplifier": f"onnxslim {onnxslim.__version__}", "graphs": {}}
-    for name, (module, example) in _modules_and_examples(model, config).items():
-        graph = _export_graph(name, module, example)
+    for name, (module, example) in graph_set.modules_and_examples(model, config).items():
+        spec = graph_set.graphs[name]
+        graph = _export_graph(spec, module, example)
         path = out / f"{name}.onnx"
         onnx.save(graph, str(path))
         manifest["graphs"][name] = {
             "file": path.name, "sha256": file_sha256(path), "opset": _opset(graph),
             "inputs": {v.name: _shape(v) for v in graph.graph.input},
             "outputs": {v.name: _shape(v) for v in graph.graph.output},
-            "dynamic_axes": {inp: {str(a): n for a, n in axes.items()} for inp, axes in GRAPHS[name].dynamic.items()},
+            "dynamic_axes": {inp: {str(a): n for a, n in axes.items()} for inp, axes in spec.dynamic.items()},
         }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
-def read_manifest(folder: Path) -> dict | None:
+def read_manifest(folder: Path, graph_set: GraphSet = DTN_SET) -> dict | None:
     """The folder's manifest when every graph it names is present and unchanged, else None."""
     path = Path(folder) / MANIFEST
     try:
         manifest = json.loads(path.read_text())
         graphs = manifest["graphs"]
-        if set(graphs) != set(GRAPHS):
+        if set(graphs) != set(graph_set.graphs):
             return None
         for entry in graphs.values():
             if file_sha256(Path(folder) / entry["file"]) != entry["sha256"]:
@@ -227,22 +290,23 @@ def mrn_levels(manifest: dict) -> tuple[tuple[int, ...], tuple[int, ...]]:
     return tuple(int(s[-1]) for s in shapes), tuple(int(s[1]) for s in shapes)
 
 
-def ensure_onnx(model: DTN, config: EngineConfig, cache_dir: Path | None = None) -> Path:
+def ensure_onnx(model: nn.Module, config: EngineConfig, cache_dir: Path | None = None,
+                graph_set: GraphSet = DTN_SET) -> Path:
     """The cached graph folder for these weights and this network, exported on first use.
 
-    Folder: CACHE/onnx/<config name>-<network digest[:16]>. An export goes to a temporary
+    Folder: CACHE/onnx/<config name>-<the set's tag><network digest[:16]>. An export goes to a temporary
     folder first and is renamed into place, so a crash or a second process never leaves a
     half-written folder that looks valid.
     """
     digest = network_digest(model, config)
-    folder = Path(cache_dir or default_cache_dir()) / "onnx" / f"{config.name}-{digest[:16]}"
-    manifest = read_manifest(folder)
+    folder = Path(cache_dir or default_cache_dir()) / "onnx" / f"{config.name}-{graph_set.tag}{digest[:16]}"
+    manifest = read_manifest(folder, graph_set)
     if manifest is not None and manifest["network_digest"] == digest:
         return folder
     staging = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     print(f"exporting ONNX graphs to {folder} (once for these weights)", flush=True)
-    export_onnx(model, config, staging, digest)
+    export_onnx(model, config, staging, digest, graph_set)
     shutil.rmtree(folder, ignore_errors=True)
     try:
         staging.rename(folder)

@@ -10,6 +10,7 @@ the MRN graph with the adapted weights (onnx_export.export_mrn).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -18,36 +19,40 @@ from .base import Backend, BackendUnavailable
 from .onnx_export import GRAPHS, export_mrn, mrn_levels, read_manifest
 
 
+def session_factory(device: str | torch.device, threads: int) -> tuple[Callable[[str | bytes], object], str]:
+    """A function making an InferenceSession of a graph (file or bytes) for `device`, and its provider."""
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise BackendUnavailable(f"backend onnxruntime needs the onnxruntime package ({exc})") from exc
+    wanted = torch.device(device)
+    provider = "CUDAExecutionProvider" if wanted.type == "cuda" else "CPUExecutionProvider"
+    if provider not in ort.get_available_providers():
+        raise BackendUnavailable(f"backend onnxruntime on {wanted} needs {provider}, which this onnxruntime lacks "
+                                 f"(available: {ort.get_available_providers()}; CUDA needs onnxruntime-gpu)")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads  # 0 = ONNX Runtime's default (one per physical core)
+    # No spin-waiting after a run: the engine's flow, RoIAlign and geometry run between the
+    # network calls on the same cores, and spinning ONNX Runtime threads would slow them down.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    providers = [provider] if provider == "CPUExecutionProvider" else [provider, "CPUExecutionProvider"]
+    return (lambda graph: ort.InferenceSession(graph, options, providers=providers)), provider
+
+
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     precision = "fp32"
 
     def __init__(self, folder: Path, device: str | torch.device = "cpu", threads: int = 0):
-        try:
-            import onnxruntime as ort
-        except ImportError as exc:
-            raise BackendUnavailable(f"backend onnxruntime needs the onnxruntime package ({exc})") from exc
         manifest = read_manifest(folder)
         if manifest is None:
             raise BackendUnavailable(f"no complete ONNX export in {folder} (vos-ros export writes one)")
-        wanted = torch.device(device)
-        provider = "CUDAExecutionProvider" if wanted.type == "cuda" else "CPUExecutionProvider"
-        if provider not in ort.get_available_providers():
-            raise BackendUnavailable(f"backend onnxruntime on {wanted} needs {provider}, which this onnxruntime lacks "
-                                     f"(available: {ort.get_available_providers()}; CUDA needs onnxruntime-gpu)")
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads  # 0 = ONNX Runtime's default (one per physical core)
-        # No spin-waiting after a run: the engine's flow, RoIAlign and geometry run between the
-        # network calls on the same cores, and spinning ONNX Runtime threads would slow them down.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        providers = [provider] if provider == "CPUExecutionProvider" else [provider, "CPUExecutionProvider"]
-        self._session = lambda graph: ort.InferenceSession(graph, options, providers=providers)
+        self._session, self.provider = session_factory(device, threads)
         self._sessions = {name: self._session(str(Path(folder) / entry["file"]))
                           for name, entry in manifest["graphs"].items()}
         self._offline_mrn = self._sessions["mrn"]
         self.device = torch.device("cpu")  # inputs and outputs are host arrays
-        self.provider = provider
         self.folder = Path(folder)
         self.mrn_roi_sizes, self._backbone_channels = mrn_levels(manifest)
 

@@ -75,6 +75,7 @@ class Schema:
 # ---------------------------------------------------------------------------- the nodes' schemas
 def _tracker_schema() -> Schema:
     from vos_ros.backends import BACKENDS, PRECISIONS
+    from vos_ros.config import METHOD_NAMES
     from vos_ros.ros.messages import MASK_FORMATS
     from vos_ros.ros.qos import IMAGE_QOS_CHOICES
 
@@ -114,6 +115,8 @@ def _tracker_schema() -> Schema:
         Parameter("point_stamped_topic", "vos/prompt/point_stamped", "geometry_msgs/PointStamped pixel click"),
         Parameter("polygon_topic", "vos/prompt/polygon", "geometry_msgs/PolygonStamped in pixels (2 points = box)"),
         Parameter("configuration", "cpu", "engine configuration: cpu, gpu or a YAML path"),
+        Parameter("method", "", f"per-frame segmenter: {'|'.join(METHOD_NAMES)}; empty = the configuration's "
+                  "(dtn in cpu and gpu)", **one_of(("",) + METHOD_NAMES)),
         Parameter("backend", "torch", f"inference backend: {'|'.join(BACKENDS)}", **one_of(BACKENDS)),
         Parameter("backend_fallback", "torch", "backend used when `backend` cannot run here (no TensorRT, no GPU, "
                   f"no cached int8 engine), on the CPU when there is no GPU: {'|'.join(fallbacks)}",
@@ -233,6 +236,8 @@ def node_threads(cpu_threads: int) -> int:
 def engine_overrides(param: Callable[[str], object]) -> dict:
     """The engine configuration overrides that the tracker's parameters (`param(name)`) ask for."""
     overrides = {}
+    if param("method"):
+        overrides["method"] = param("method")
     if param("theta_c") != -1.0:
         overrides["decision.theta_c"] = float(param("theta_c"))
     if param("flow_preset"):

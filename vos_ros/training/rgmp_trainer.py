@@ -39,7 +39,8 @@ from ..data.pairs import Pair, SyntheticPairs, VideoPairs, transformed_pair
 from ..data.stills import StillImages
 from ..eval.metrics import evaluate_sequence
 from ..inference.engine import Tracker
-from ..inference.methods.rgmp import RGMPMethod, TorchRGMP
+from ..backends.rgmp import TorchRGMP
+from ..inference.methods.rgmp import RGMPMethod
 from ..inference.video import segment_video
 from ..model.geometry import box_center, mask_box
 from ..model.rgmp import RGMP

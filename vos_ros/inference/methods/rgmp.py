@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...backends import BackendUnavailable
+from ...backends.rgmp import TorchRGMP, create_rgmp_backend
 from ...config import EngineConfig
 from ...model.flow import flow_shape
 from ...model.rgmp import RGMP, soft_aggregate
@@ -47,27 +47,6 @@ class RGMPState:
 @dataclass
 class WorkingFrame:
     image: torch.Tensor  # (1, 3, h, w) RGB in [0, 1] at the working resolution, unpadded
-
-
-class TorchRGMP:
-    """The RGMP network on a torch device (the backend interface of this method)."""
-
-    name = "torch"
-    precision = "fp32"
-
-    def __init__(self, model: RGMP, device: str | torch.device):
-        self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
-
-    @property
-    def label(self) -> str:
-        return f"torch fp32 ({self.device})"
-
-    def reference(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        return self.model.reference(images, masks)
-
-    def propagate(self, references: torch.Tensor, images: torch.Tensor, guidance: torch.Tensor) -> torch.Tensor:
-        return self.model(references, images, guidance)
 
 
 def load_rgmp(config: EngineConfig, weights: str | None = None, untrained: bool = False) -> RGMP:
@@ -99,9 +78,8 @@ class RGMPMethod(Method):
     @classmethod
     def from_config(cls, config, weights=None, device="cpu", untrained=False, backend="torch", precision=None,
                     cache_dir=None) -> "RGMPMethod":
-        if backend != "torch" or precision not in (None, "fp32", "fp16"):
-            raise BackendUnavailable(f"method rgmp runs on the torch backend only so far, not {backend}")
-        return cls(config, TorchRGMP(load_rgmp(config, weights, untrained), device))
+        model = load_rgmp(config, weights, untrained)
+        return cls(config, create_rgmp_backend(backend, model, config, device, precision, cache_dir))
 
     @property
     def mask_scale(self) -> float:
