@@ -184,6 +184,8 @@ def train_prompts(args) -> int:
         prompt = replace(prompt, backbone_stages=args.backbone_stages)
     if args.region_scale is not None:
         prompt = replace(prompt, region_scale=args.region_scale)
+    if args.refine_passes is not None:
+        prompt = replace(prompt, refine_passes=args.refine_passes)
     weights = run(settings, prompt, resume=not args.no_resume)
     print(f"prompt network weights: {weights}")
     return 0

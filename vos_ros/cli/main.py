@@ -130,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
                                help="start from these prompt weights and their settings (default: the tracker's MRN)")
     train_prompts.add_argument("--region-scale", type=float, default=None,
                                help="backbone region side / longer RoI side (default: --init's, else 1.5)")
+    train_prompts.add_argument("--refine-passes", type=int, default=None,
+                               help="refining passes of a box prompt when the checkpoints are scored (default: "
+                                    "--init's, else 1)")
     train_prompts.add_argument("--backbone-lr", type=float, default=3e-5, help="with --backbone-stages")
     train_prompts.add_argument("--holdout", default="", metavar="SEQ[,SEQ...]",
                                help="train sequences left out and scored (box and click IoU) at each checkpoint; "
