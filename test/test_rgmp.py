@@ -139,3 +139,19 @@ def test_onnxruntime_runs_rgmp_like_torch(tmp_path):
         for i in (1, 2):
             difference = torch_tracker._targets[i].state.guidance - ort_tracker._targets[i].state.guidance
             assert float(difference.abs().max()) < 1e-4
+
+
+def test_the_ablations_ignore_what_they_remove():
+    torch.manual_seed(0)
+    full = RGMP(channels=16).eval()
+    with torch.no_grad():
+        full.encoder.stages[0][0][0].weight[:, 3].normal_()  # as trained: the mask channel counts
+    images, masks, other = torch.rand(1, 3, 64, 64), torch.rand(1, 1, 64, 64), torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        reference = full.reference(images, masks)
+        for ablation, changed in (("no_reference", (torch.zeros_like(reference), images, masks)),
+                                  ("no_previous", (reference, images, other))):
+            model = RGMP(channels=16, ablation=ablation).eval()
+            model.load_state_dict(full.state_dict())
+            assert torch.equal(model(reference, images, masks), model(*changed))
+            assert not torch.equal(full(reference, images, masks), full(*changed))

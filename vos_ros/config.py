@@ -16,7 +16,8 @@ from typing import Any
 import yaml
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-METHOD_NAMES = ("dtn", "rgmp")  # the per-frame segmenters (inference/methods), listed without importing torch
+METHOD_NAMES = ("dtn", "rgmp")
+RGMP_ABLATIONS = ("none", "no_reference", "no_previous")  # RGMP's Tab. 5 variants (model/rgmp.py)  # the per-frame segmenters (inference/methods), listed without importing torch
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 
@@ -191,6 +192,9 @@ class RGMPConfig:
     # Multi-scale inference (RGMP §3.3 uses 0.5, 0.75, 1), relative to `scale`: the per-object
     # probabilities of each scale are averaged before the objects are aggregated.
     scales: tuple[float, ...] = (1.0,)
+    # RGMP's ablations (its Tab. 5), in training and inference: none | no_reference (the reference
+    # stream's features zeroed) | no_previous (the guidance mask zeroed)
+    ablation: str = "none"
 
 
 @dataclass
@@ -245,6 +249,7 @@ class EngineConfig:
             (self.adaptation.lr > 0, "adaptation.lr must be > 0"),
             (self.rgmp.channels % 4 == 0 and self.rgmp.channels >= 8, "rgmp.channels must be a multiple of 4, >= 8"),
             (0.1 <= self.rgmp.scale <= 1.0, "rgmp.scale must be in [0.1, 1]"),
+            (self.rgmp.ablation in RGMP_ABLATIONS, f"rgmp.ablation must be one of {', '.join(RGMP_ABLATIONS)}"),
             (len(self.rgmp.scales) >= 1 and all(0.25 <= s <= 2.0 for s in self.rgmp.scales),
              "rgmp.scales must list scales in [0.25, 2]"),
         ]

@@ -20,7 +20,7 @@ from ..inference.engine import Tracker
 from ..inference.video import segment_video
 from ..model.flow import build_flow
 from ..progress import progress
-from .common import DEFAULT_DATA, STAGES, build_tracker, print_run
+from .common import DEFAULT_DATA, build_tracker, print_run, run_stages
 
 
 def _rss_mb() -> tuple[float, float]:
@@ -37,7 +37,7 @@ def _speed(tracker: Tracker, clip, label: str) -> dict:
     run = segment_video(tracker, progress(clip.frames, desc=label, leave=False), clip.labels[0])
     print_run(label, run)
     return {"fps": run.fps, "br_share": run.br_share, "JF": evaluate_sequence(run.labels, clip.labels).JF,
-            "ms_per_stage": {s: 1000 * run.stage_seconds.get(s, 0) / run.steps for s in STAGES}}
+            "ms_per_stage": {s: 1000 * run.stage_seconds[s] / run.steps for s in run_stages(run.stage_seconds)}}
 
 
 def _dis_baseline(config: EngineConfig, clip) -> float:
@@ -68,13 +68,14 @@ def _clips(frames: int, data_root: Path) -> dict:
 
 
 def _print_table(report: dict) -> None:
+    stages = run_stages({s: 0 for e in report["clips"].values() for s in e["ms_per_stage"]})
     print(f"| clip | objects | J&F | fps | x flow alone ({report['dis_flow_only_fps']:.0f} fps) | BR | "
-          + " | ".join(f"{s} ms" for s in STAGES) + " |")
-    print("|" + " --- |" * (6 + len(STAGES)))
+          + " | ".join(f"{s} ms" for s in stages) + " |")
+    print("|" + " --- |" * (6 + len(stages)))
     for label, e in report["clips"].items():
-        stages = " | ".join(f"{e['ms_per_stage'][s]:.1f}" for s in STAGES)
+        times = " | ".join(f"{e['ms_per_stage'].get(s, 0.0):.1f}" for s in stages)
         print(f"| {label} | {e['objects']} | {e['JF']:.3f} | {e['fps']:.1f} | {e['ratio_to_flow_only']:.3f} | "
-              f"{100 * e['br_share']:.0f}% | {stages} |")
+              f"{100 * e['br_share']:.0f}% | {times} |")
 
 
 def _memory_run(tracker: Tracker, frames: list[np.ndarray], first: np.ndarray, total: int) -> dict:

@@ -8,7 +8,12 @@ from ..config import load_config
 from ..inference.engine import Tracker
 from ..inference.video import VideoRun
 
-STAGES = ("backbone", "flow", "dm", "bp", "br", "mrn", "merge")
+STAGES = ("backbone", "flow", "dm", "bp", "br", "mrn", "merge")  # DTN's, in this order; other methods' after
+
+
+def run_stages(stage_seconds: dict[str, float]) -> list[str]:
+    """The stages a run timed: DTN's in STAGES order, then any other method's."""
+    return [s for s in STAGES if s in stage_seconds] + sorted(set(stage_seconds) - set(STAGES))
 DEFAULT_DATA = Path("../shared/data")  # beside the repository, when run from its root
 
 
@@ -27,5 +32,5 @@ def build_tracker(args, backend: str | None = None) -> Tracker:
 
 
 def print_run(name: str, run: VideoRun) -> None:
-    stages = " ".join(f"{s}={1000 * run.stage_seconds.get(s, 0) / max(run.steps, 1):.1f}" for s in STAGES)
+    stages = " ".join(f"{s}={1000 * run.stage_seconds[s] / max(run.steps, 1):.1f}" for s in run_stages(run.stage_seconds))
     print(f"{name}: {run.steps + 1} frames, {run.fps:.1f} fps, BR {100 * run.br_share:.0f}% | ms/frame {stages}")

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import RGMP_ABLATIONS
 from .backbone import IMAGENET_MEAN, IMAGENET_STD, mobilenet_v2
 
 GC_KERNEL = 7
@@ -123,8 +124,13 @@ class RGMPDecoder(nn.Module):
 
 
 class RGMP(nn.Module):
-    def __init__(self, channels: int = 128, imagenet_init: bool = False):
+    def __init__(self, channels: int = 128, imagenet_init: bool = False, ablation: str = "none"):
+        """`ablation`: the paper's Tab. 5 variants, applied in training and inference alike:
+        no_reference zeroes the reference stream's features, no_previous the guidance mask."""
         super().__init__()
+        if ablation not in RGMP_ABLATIONS:
+            raise ValueError(f"ablation must be one of {RGMP_ABLATIONS}, not '{ablation}'")
+        self.ablation = ablation
         self.encoder = MaskEncoder(imagenet_init)
         self.decoder = RGMPDecoder(self.encoder.channels, channels)
 
@@ -134,6 +140,10 @@ class RGMP(nn.Module):
 
     def forward(self, reference_top: torch.Tensor, images: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
         """One target-stream pass: logits (B, 2, H/4, W/4); `previous` (B, 1, H, W) the guidance."""
+        if self.ablation == "no_reference":
+            reference_top = torch.zeros_like(reference_top)
+        elif self.ablation == "no_previous":
+            previous = torch.zeros_like(previous)
         return self.decoder(reference_top, self.encoder(images, previous))
 
 

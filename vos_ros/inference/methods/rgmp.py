@@ -52,7 +52,7 @@ class WorkingFrame:
 def load_rgmp(config: EngineConfig, weights: str | None = None, untrained: bool = False) -> RGMP:
     """The network with weights loaded (the config's `rgmp.weights` unless given), on the CPU."""
     torch.manual_seed(0)
-    model = RGMP(config.rgmp.channels, imagenet_init=untrained)
+    model = RGMP(config.rgmp.channels, imagenet_init=untrained, ablation=config.rgmp.ablation)
     if not untrained:
         load_weights(model, weights_path(weights or config.rgmp.weights), "RGMP", "vos-ros train-rgmp")
     return model.eval()
