@@ -53,7 +53,7 @@ def test_soft_aggregation_sums_to_one_and_keeps_each_pixels_ranking():
 
 @pytest.fixture(scope="module")
 def untrained_rgmp():
-    config = load_config("cpu", {"method": "rgmp", "rgmp.channels": 16})
+    config = load_config("cpu", {"method": "rgmp", "rgmp.channels": 16, "rgmp.height": 48})
     return Tracker.from_config(config, untrained=True)
 
 
@@ -68,14 +68,15 @@ def test_rgmp_tracks_through_the_engine_with_soft_guidance(untrained_rgmp):
         assert {t.id for t in result.targets} == {1, 2}
     for target in tracker._targets.values():
         guidance = target.state.guidance
-        assert guidance.shape == (1, 1, 48, 80)  # the working resolution: rgmp.scale 0.5
+        assert guidance.shape == (1, 1, 48, 80)  # the working resolution: rgmp.height 48
         assert 0.0 <= float(guidance.min()) and float(guidance.max()) <= 1.0
         if target.status == TargetStatus.LOST:
             assert float(guidance.max()) == 0.0  # RGMP's "-Prev" input: the reference alone finds it again
 
 
 def test_multi_scale_inference_averages_scales_into_one_window():
-    config = load_config("cpu", {"method": "rgmp", "rgmp.channels": 16, "rgmp.scales": [0.75, 1.0]})
+    config = load_config("cpu", {"method": "rgmp", "rgmp.channels": 16, "rgmp.height": 60,
+                                 "rgmp.scales": [0.75, 1.0]})
     tracker = Tracker.from_config(config, untrained=True)
     clip = make_clip(3, (200, 120), num_objects=2, seed=2)
     tracker.add_targets(clip.frames[0], clip.labels[0])
@@ -102,7 +103,7 @@ def test_rgmp_state_stays_the_same_size_over_a_long_stream(untrained_rgmp):
 
 
 def test_training_writes_weights_the_method_loads(tmp_path, davis_root, stills_root):
-    config = load_config("cpu", {"method": "rgmp", "rgmp.channels": 16})
+    config = load_config("cpu", {"method": "rgmp", "rgmp.channels": 16, "rgmp.height": 96})
     common = dict(video=str(davis_root), batch_size=2, crop=(64, 96), checkpoint_every=2, holdout="beta")
     first = train_rgmp(config, RGMPTrainSettings(out=str(tmp_path / "pairs"), stage="pairs", stills=str(stills_root),
                                                  iterations=2, **common))
@@ -127,7 +128,7 @@ def test_rgmp_weights_that_are_missing_say_how_to_make_them(tmp_path):
 def test_onnxruntime_runs_rgmp_like_torch(tmp_path):
     """The two passes exported (dynamic batch and sides), run by ONNX Runtime: the same masks."""
     pytest.importorskip("onnxruntime")
-    config = load_config("cpu", {"method": "rgmp", "rgmp.channels": 16})
+    config = load_config("cpu", {"method": "rgmp", "rgmp.channels": 16, "rgmp.height": 60})
     torch_tracker = Tracker.from_config(config, untrained=True)
     ort_tracker = Tracker.from_config(config, untrained=True, backend="onnxruntime", cache_dir=str(tmp_path))
     assert ort_tracker.backend.label.startswith("onnxruntime")
@@ -145,7 +146,7 @@ def test_the_ablations_ignore_what_they_remove():
     torch.manual_seed(0)
     full = RGMP(channels=16).eval()
     with torch.no_grad():
-        full.encoder.stages[0][0][0].weight[:, 3].normal_()  # as trained: the mask channel counts
+        full.encoder.mask_conv.weight.normal_()  # as trained: the mask channel counts
     images, masks, other = torch.rand(1, 3, 64, 64), torch.rand(1, 1, 64, 64), torch.rand(1, 1, 64, 64)
     with torch.no_grad():
         reference = full.reference(images, masks)

@@ -186,9 +186,10 @@ class RGMPConfig:
     # method: rgmp (inference/methods/rgmp.py, model/rgmp.py); its own weights file
     weights: str = "rgmp_cpu.safetensors"
     channels: int = 128  # decoder width at 1/32 and 1/16 (half at 1/8, a quarter at 1/4)
-    # Frames are scaled by this before the network (then padded to multiples of 32): the
-    # resolution it was trained at; masks are passed on at this resolution too.
-    scale: float = 0.5
+    # Frames are resized to this many rows before the network (the width in proportion, then
+    # padded to multiples of 32): the resolution it was trained at (DAVIS 480p at half size);
+    # masks are passed on at this resolution too.
+    height: int = 240
     # Multi-scale inference (RGMP §3.3 uses 0.5, 0.75, 1), relative to `scale`: the per-object
     # probabilities of each scale are averaged before the objects are aggregated.
     scales: tuple[float, ...] = (1.0,)
@@ -248,7 +249,7 @@ class EngineConfig:
              "adaptation.examples and adaptation.batch_size must be >= 1"),
             (self.adaptation.lr > 0, "adaptation.lr must be > 0"),
             (self.rgmp.channels % 4 == 0 and self.rgmp.channels >= 8, "rgmp.channels must be a multiple of 4, >= 8"),
-            (0.1 <= self.rgmp.scale <= 1.0, "rgmp.scale must be in [0.1, 1]"),
+            (32 <= self.rgmp.height <= 2160, "rgmp.height must be in [32, 2160]"),
             (self.rgmp.ablation in RGMP_ABLATIONS, f"rgmp.ablation must be one of {', '.join(RGMP_ABLATIONS)}"),
             (len(self.rgmp.scales) >= 1 and all(0.25 <= s <= 2.0 for s in self.rgmp.scales),
              "rgmp.scales must list scales in [0.25, 2]"),

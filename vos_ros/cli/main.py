@@ -101,8 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     train_rgmp.add_argument("--stills", default="", metavar="DIR", help="still-image sets for stage 1")
     train_rgmp.add_argument("--iterations", type=int, default=1000)
     train_rgmp.add_argument("--batch-size", type=int, default=4)
-    train_rgmp.add_argument("--lr", type=float, default=3e-4, help="decoder learning rate (cosine decay)")
-    train_rgmp.add_argument("--encoder-lr", type=float, default=3e-5)
+    train_rgmp.add_argument("--lr", type=float, default=3e-4,
+                            help="learning rate of the new layers: decoder, mask filters (cosine decay)")
+    train_rgmp.add_argument("--encoder-lr", type=float, default=3e-5, help="learning rate of the ImageNet encoder")
     train_rgmp.add_argument("--recurrences", type=int, default=4, help="stage 2: predicted frames per clip")
     train_rgmp.add_argument("--seed", type=int, default=0)
     train_rgmp.add_argument("--checkpoint-every", type=int, default=250)

@@ -25,7 +25,6 @@ import torch
 from ..backends import Backend, BackendUnavailable
 from ..config import EngineConfig, load_config
 from ..model.dtn import DTN
-from ..model.flow import flow_shape
 from ..model.geometry import mask_box
 from .adaptation import AdaptationReport, AdaptationRunner
 from .methods import Method, method_class
@@ -238,7 +237,7 @@ class Tracker:
     # ------------------------------------------------------------------ checks
     def _mask_size(self, width: int, height: int) -> tuple[int, int]:
         """(w, h) of the targets' previous masks."""
-        return flow_shape(width, height, self.method.mask_scale)[::-1]
+        return self.method.mask_shape(width, height)[::-1]
 
     def _check_image(self, image, allow_new_size: bool, expected: tuple[int, int] | None = None) -> tuple[int, int]:
         if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:

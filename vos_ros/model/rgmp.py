@@ -15,7 +15,8 @@ Departures from the paper, for a 2-core CPU (training and inference):
 - Widths `channels` at 1/32 and 1/16, half that at 1/8, a quarter at 1/4, instead of 256
   everywhere (the decoder at 1/4 would otherwise cost more than the encoder).
 - The mask channel's new first-layer filters start at zero (the paper: random), so the
-  encoder starts as the ImageNet network; the mask enters centred (mask - 0.5).
+  encoder starts as the ImageNet network, and learn at the decoder's rate (the ImageNet
+  layers at a tenth of it); the mask enters centred (mask - 0.5).
 - The encoder's BatchNorm statistics stay ImageNet's (batches of a few clips here).
 """
 
@@ -32,27 +33,31 @@ GC_KERNEL = 7
 
 
 class MaskEncoder(nn.Module):
-    """MobileNetV2 on RGB + mask: four levels (strides 4, 8, 16, 32)."""
+    """MobileNetV2 on RGB + mask: four levels (strides 4, 8, 16, 32). The mask channel's
+    first-layer filters are a convolution of their own, summed with the ImageNet RGB one before
+    its BatchNorm: the same as one 4-channel convolution (it is linear in its input channels),
+    but a new layer that learns at the decoder's rate."""
 
     def __init__(self, imagenet: bool):
         super().__init__()
         backbone = mobilenet_v2(imagenet)
         self.stages = backbone.stem_and_stages
         self.channels = backbone.channels
-        first = self.stages[0][0][0]  # the stem's 3-channel convolution
-        widened = nn.Conv2d(4, first.out_channels, first.kernel_size, first.stride, first.padding, bias=False)
-        with torch.no_grad():
-            widened.weight.zero_()
-            widened.weight[:, :3] = first.weight
-        self.stages[0][0][0] = widened
+        rgb = self.stages[0][0][0]  # the stem's 3-channel convolution
+        self.mask_conv = nn.Conv2d(1, rgb.out_channels, rgb.kernel_size, rgb.stride, rgb.padding, bias=False)
+        nn.init.zeros_(self.mask_conv.weight)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, images: torch.Tensor, masks: torch.Tensor) -> list[torch.Tensor]:
         """images (B, 3, H, W) RGB in [0, 1], masks (B, 1, H, W) in [0, 1]; H, W multiples of 32."""
-        x = torch.cat([(images - self.mean) / self.std, masks - 0.5], 1)
-        levels = []
-        for stage in self.stages:
+        stem = self.stages[0]
+        conv, norm, activation = stem[0]
+        x = activation(norm(conv((images - self.mean) / self.std) + self.mask_conv(masks - 0.5)))
+        for layer in stem[1:]:
+            x = layer(x)
+        levels = [x]
+        for stage in self.stages[1:]:
             x = stage(x)
             levels.append(x)
         return levels

@@ -10,8 +10,8 @@
   frame's mask guides the second, then each softmax output (not binarised) guides the next,
   with the gradient through all of them (BPTT).
 
-Loss: cross-entropy of the 2-channel output upsampled to the crop. Crops: frames scaled by
-`rgmp.scale` (the inference resolution), then windows of `crop` (h, w) centred on the object
+Loss: cross-entropy of the 2-channel output upsampled to the crop. Crops: frames scaled to
+`rgmp.height` rows (the inference resolution), then windows of `crop` (h, w) centred on the object
 to within a quarter of the window; the reference frame gets a window of its own.
 Resumable: the state stays in `out`; each checkpoint scores the held-out train sequences
 with the engine and keeps the best weights as a usable file.
@@ -48,7 +48,7 @@ from ..model.weights import load_weights, save_weights
 from ..progress import progress
 
 TRAINING_STAGES = ("pairs", "clips")
-FRAME_SHORT_SIDE = 480  # still images are scaled to a video frame's height first
+VIDEO_HEIGHT = 480  # DAVIS 480p: the train frames' height; still images are scaled to it first
 
 
 @dataclass
@@ -59,8 +59,8 @@ class RGMPTrainSettings:
     stills: str = ""  # still-image sets (stage 1)
     iterations: int = 1000
     batch_size: int = 4
-    lr: float = 3e-4  # decoder (cosine decay)
-    encoder_lr: float = 3e-5
+    lr: float = 3e-4  # the new layers: decoder and the mask's first filters (cosine decay)
+    encoder_lr: float = 3e-5  # the ImageNet encoder
     recurrences: int = 4  # stage 2: predicted frames per clip
     max_gap: int = 3  # stage 2: frames skipped at most between clip frames
     crop: tuple[int, int] = (224, 384)  # (h, w) at the working resolution
@@ -144,7 +144,7 @@ class SampleSource:
     def _object(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         if self.stills is not None and rng.random() < 0.5:
             image, mask, _ = self.stills.random_object(rng)
-            factor = FRAME_SHORT_SIDE / min(mask.shape)
+            factor = VIDEO_HEIGHT / min(mask.shape)
             return _scaled(image, mask, factor)
         image, mask, _ = self.video.random_frame(rng)
         return image, mask
@@ -218,8 +218,9 @@ def train_rgmp(config: EngineConfig, settings: RGMPTrainSettings, resume: bool =
         init = f"{Path(settings.init).name} (sha256 {hashlib.sha256(Path(settings.init).read_bytes()).hexdigest()})"
     model.train()
     _freeze_batchnorm(model.encoder)
-    groups = [{"params": list(model.decoder.parameters()), "lr": settings.lr},
-              {"params": [p for p in model.encoder.parameters() if p.requires_grad], "lr": settings.encoder_lr}]
+    new_layers = [*model.decoder.parameters(), model.encoder.mask_conv.weight]
+    pretrained = [p for n, p in model.encoder.named_parameters() if p.requires_grad and not n.startswith("mask_conv.")]
+    groups = [{"params": new_layers, "lr": settings.lr}, {"params": pretrained, "lr": settings.encoder_lr}]
     base_lrs = [g["lr"] for g in groups]
     optimizer = torch.optim.AdamW(groups, weight_decay=1e-4)
     start, best = 0, {"score": -1.0, "iteration": 0}
@@ -239,7 +240,7 @@ def train_rgmp(config: EngineConfig, settings: RGMPTrainSettings, resume: bool =
         for group, base in zip(optimizer.param_groups, base_lrs):
             group["lr"] = base * 0.5 * (1 + math.cos(math.pi * iteration / settings.iterations))
         rng = np.random.default_rng([settings.seed, 13, iteration])  # per iteration: resumable
-        batch = collate([source.sample(rng, config.rgmp.scale) for _ in range(settings.batch_size)])
+        batch = collate([source.sample(rng, config.rgmp.height / VIDEO_HEIGHT) for _ in range(settings.batch_size)])
         loss = clip_loss(model, batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -266,7 +267,7 @@ def train_rgmp(config: EngineConfig, settings: RGMPTrainSettings, resume: bool =
                 best = {"score": score, "iteration": iteration}
                 save_weights(model, weights, {
                     "method": "rgmp", "config": config.name, "channels": config.rgmp.channels,
-                    "scale": config.rgmp.scale, "ablation": config.rgmp.ablation, "command": "vos-ros train-rgmp", "train": asdict(settings),
+                    "height": config.rgmp.height, "ablation": config.rgmp.ablation, "command": "vos-ros train-rgmp", "train": asdict(settings),
                     "iterations": iteration, "selected_iteration": iteration, "init": init,
                     **({"holdout_JF": round(score, 4), "holdout_per_sequence": {k: round(v, 4) for k, v in scores.items()}}
                        if scores else {})})

@@ -32,10 +32,9 @@ class Method(ABC):
                     precision: str | None, cache_dir: str | None) -> "Method":
         """Networks built, weights loaded (the config's shipped file unless `weights`), behind `backend`."""
 
-    @property
     @abstractmethod
-    def mask_scale(self) -> float:
-        """Resolution of `Target.prev_mask` relative to the frame."""
+    def mask_shape(self, width: int, height: int) -> tuple[int, int]:
+        """(h, w) of `Target.prev_mask` for frames of this size."""
 
     @abstractmethod
     def prepare(self, image: np.ndarray) -> Any:

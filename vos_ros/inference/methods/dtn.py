@@ -37,7 +37,7 @@ from ...config import EngineConfig
 from ...model.crpn import MATCH_LEVEL, MATCH_STRIDE, embed, rois
 from ...model.decision import flow_features, photometric_warp_error
 from ...model.dtn import DTN, load_dtn
-from ...model.flow import MaskWarp, build_flow
+from ...model.flow import MaskWarp, build_flow, flow_shape
 from ...model.geometry import Box, Region, crop_roi, enlarge_box, paste_roi
 from ...model.match import match_features
 from ...model.mrn import roi_levels
@@ -79,9 +79,8 @@ class DTNMethod(Method):
                                           config.adaptation.background)
         return cls(config, runner, adaptation)
 
-    @property
-    def mask_scale(self) -> float:
-        return self.flow.scale
+    def mask_shape(self, width: int, height: int) -> tuple[int, int]:
+        return flow_shape(width, height, self.flow.scale)
 
     def prepare(self, image: np.ndarray) -> np.ndarray:
         return self.flow.prepare(image)

@@ -11,8 +11,8 @@ Choices where the paper is silent:
   aggregated probability as guidance; one it does not (lost: an empty guidance, RGMP's
   "-Prev" input, so the reference stream alone finds it again; or held behind another
   target) takes the mask the engine keeps for it.
-- Frames are scaled by `rgmp.scale` (the training resolution) and padded (edge pixels
-  repeated) to multiples of 32; the probabilities come back to the frame bilinearly.
+- Frames are resized to `rgmp.height` rows (the training resolution: DAVIS 480p at half
+  size; a 240p camera stays as it is) and padded (edge pixels repeated) to multiples of 32; the probabilities come back to the frame bilinearly.
 - The reported stream is BP: the mask is propagated, nothing is re-identified.
 """
 
@@ -81,12 +81,11 @@ class RGMPMethod(Method):
         model = load_rgmp(config, weights, untrained)
         return cls(config, create_rgmp_backend(backend, model, config, device, precision, cache_dir))
 
-    @property
-    def mask_scale(self) -> float:
-        return self.config.rgmp.scale
+    def mask_shape(self, width: int, height: int) -> tuple[int, int]:
+        return flow_shape(width, height, self.config.rgmp.height / height)
 
     def prepare(self, image: np.ndarray) -> WorkingFrame:
-        h, w = flow_shape(image.shape[1], image.shape[0], self.config.rgmp.scale)
+        h, w = self.mask_shape(image.shape[1], image.shape[0])
         small = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
         return WorkingFrame(torch.from_numpy(small).to(self.device).permute(2, 0, 1)[None].float().div_(255.0))
 
