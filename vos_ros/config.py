@@ -16,8 +16,9 @@ from typing import Any
 import yaml
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-METHOD_NAMES = ("dtn", "rgmp")
-RGMP_ABLATIONS = ("none", "no_reference", "no_previous")  # RGMP's Tab. 5 variants (model/rgmp.py)  # the per-frame segmenters (inference/methods), listed without importing torch
+# Listed here without importing torch (the ROS node's parameter rules read them):
+METHOD_NAMES = ("dtn", "rgmp")  # the per-frame segmenters (inference/methods)
+RGMP_ABLATIONS = ("none", "no_reference", "no_previous")  # RGMP's Tab. 5 variants (model/rgmp.py)
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 
@@ -190,7 +191,7 @@ class RGMPConfig:
     # padded to multiples of 32): the resolution it was trained at (DAVIS 480p at half size);
     # masks are passed on at this resolution too.
     height: int = 240
-    # Multi-scale inference (RGMP §3.3 uses 0.5, 0.75, 1), relative to `scale`: the per-object
+    # Multi-scale inference (RGMP §3.3 uses 0.5, 0.75, 1), relative to `height`: the per-object
     # probabilities of each scale are averaged before the objects are aggregated.
     scales: tuple[float, ...] = (1.0,)
     # RGMP's ablations (its Tab. 5), in training and inference: none | no_reference (the reference

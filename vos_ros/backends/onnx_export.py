@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from ..config import EngineConfig
+from ..model.backbone import STRIDES
 from ..model.decision import NUM_FEATURES
 from ..model.dtn import DTN
 from ..model.mrn import PRIORS, MaskRefinementNetwork
@@ -101,7 +102,7 @@ def _modules_and_examples(model: DTN, config: EngineConfig) -> dict[str, tuple[n
     }
 
 
-RGMP_STRIDE = 32
+RGMP_STRIDE = STRIDES[-1]  # image sides are this multiple of the deepest level's
 RGMP_GRAPHS = {
     spec.name: spec for spec in (
         GraphSpec("rgmp_reference", ("images", "masks"), ("reference",),

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .base import Backend, BackendUnavailable
-from .onnx_export import GRAPHS, export_mrn, mrn_levels, read_manifest
+from .onnx_export import GRAPHS, GraphSpec, export_mrn, mrn_levels, read_manifest
 
 
 def session_factory(device: str | torch.device, threads: int) -> tuple[Callable[[str | bytes], object], str]:
@@ -40,6 +40,12 @@ def session_factory(device: str | torch.device, threads: int) -> tuple[Callable[
     return (lambda graph: ort.InferenceSession(graph, options, providers=providers)), provider
 
 
+def run_session(session, spec: GraphSpec, inputs) -> list[torch.Tensor]:
+    """`inputs` (tensors, in the graph's input order) through a session as float32 host arrays."""
+    feed = {name: np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float32) for name, t in zip(spec.inputs, inputs)}
+    return [torch.from_numpy(out) for out in session.run(list(spec.outputs), feed)]
+
+
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     precision = "fp32"
@@ -61,9 +67,7 @@ class OnnxRuntimeBackend(Backend):
         return f"onnxruntime fp32 ({self.provider})"
 
     def _run(self, graph: str, *inputs: torch.Tensor) -> list[torch.Tensor]:
-        feed = {name: np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float32)
-                for name, t in zip(GRAPHS[graph].inputs, inputs)}
-        return [torch.from_numpy(out) for out in self._sessions[graph].run(list(GRAPHS[graph].outputs), feed)]
+        return run_session(self._sessions[graph], GRAPHS[graph], inputs)
 
     def backbone(self, images: torch.Tensor) -> list[torch.Tensor]:
         return self._run("backbone", images)

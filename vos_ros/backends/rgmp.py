@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .base import BackendUnavailable
+from .onnx_export import RGMP_GRAPHS, RGMP_SET, ensure_onnx, read_manifest
+from .onnxruntime import run_session, session_factory
 
 
 class TorchRGMP:
@@ -39,16 +40,12 @@ class OnnxRuntimeRGMP(TorchRGMP):
     name = "onnxruntime"
 
     def __init__(self, folder: Path, device: str | torch.device = "cpu", threads: int = 0):
-        from .onnx_export import RGMP_GRAPHS, RGMP_SET, read_manifest
-        from .onnxruntime import session_factory
-
         manifest = read_manifest(folder, RGMP_SET)
         if manifest is None:
             raise BackendUnavailable(f"no complete RGMP ONNX export in {folder}")
         make_session, self.provider = session_factory(device, threads)
         self._sessions = {name: make_session(str(Path(folder) / entry["file"]))
                           for name, entry in manifest["graphs"].items()}
-        self._specs = RGMP_GRAPHS
         self.device = torch.device("cpu")  # inputs and outputs are host arrays
         self.folder = Path(folder)
 
@@ -57,10 +54,7 @@ class OnnxRuntimeRGMP(TorchRGMP):
         return f"onnxruntime fp32 ({self.provider})"
 
     def _run(self, graph: str, *inputs: torch.Tensor) -> torch.Tensor:
-        spec = self._specs[graph]
-        feed = {name: np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float32)
-                for name, t in zip(spec.inputs, inputs)}
-        return torch.from_numpy(self._sessions[graph].run(list(spec.outputs), feed)[0])
+        return run_session(self._sessions[graph], RGMP_GRAPHS[graph], inputs)[0]
 
     def reference(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         return self._run("rgmp_reference", images, masks)
@@ -77,7 +71,5 @@ def create_rgmp_backend(name: str, model: torch.nn.Module, config, device: str, 
     if name == "torch":
         return TorchRGMP(model, device)
     if name == "onnxruntime":
-        from .onnx_export import RGMP_SET, ensure_onnx
-
         return OnnxRuntimeRGMP(ensure_onnx(model, config, cache_dir, RGMP_SET), device, config.threads)
     raise BackendUnavailable(f"method rgmp runs on torch or onnxruntime, not {name} (no TensorRT build for it yet)")

@@ -24,6 +24,7 @@ from ..eval.prompt_eval import boundary_distance, prompt_eval
 from ..model.geometry import clip_box, crop_roi, mask_box
 from ..model.losses import mrn_loss
 from ..progress import progress
+from .common import log_loss, optimise
 from ..prompts.learnt import (WEIGHTS_FILE, LearntSegmenter, PromptNetwork, PromptSettings, build_network,
                               click_square, load_network, prompt_inputs, save_prompt_weights)
 
@@ -209,18 +210,10 @@ def train_prompts(settings: PromptTrainSettings, prompt: PromptSettings | None =
             if example is not None:
                 examples.append(example)
         crops, rows, priors, targets = collate(examples)
-        loss = mrn_loss(network(crops, rows, priors), targets)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 5.0)
-        optimizer.step()
+        value = optimise(optimizer, mrn_loss(network(crops, rows, priors), targets),
+                         [p for g in groups for p in g["params"]])
         iteration += 1
-        value = loss.item()
-        running = value if running is None else 0.95 * running + 0.05 * value
-        bar.update(1)
-        bar.set_postfix(loss=f"{running:.3f}")
-        log.write(json.dumps({"iteration": iteration, "seconds": round(time.time() - t0, 1),
-                              "loss": round(value, 5)}) + "\n")
+        running = log_loss(log, bar, iteration, time.time() - t0, value, running)
         if iteration % settings.checkpoint_every == 0 or iteration == settings.iterations:
             scores = holdout_iou(network, prompt, settings.video, settings.holdouts) if settings.holdouts else {}
             score = float(np.mean(list(scores.values()))) if scores else float(iteration)

@@ -33,19 +33,17 @@ import torch
 import torch.nn.functional as F
 
 from ..config import EngineConfig
-from ..data import davis
 from ..data.examples import perturb_mask
 from ..data.pairs import Pair, SyntheticPairs, VideoPairs, transformed_pair
 from ..data.stills import StillImages
-from ..eval.metrics import evaluate_sequence
-from ..inference.engine import Tracker
 from ..backends.rgmp import TorchRGMP
+from ..inference.engine import Tracker
 from ..inference.methods.rgmp import RGMPMethod
-from ..inference.video import segment_video
 from ..model.geometry import box_center, mask_box
 from ..model.rgmp import RGMP
 from ..model.weights import load_weights, save_weights
 from ..progress import progress
+from .common import freeze_batchnorm, log_loss, optimise, sequence_scores
 
 TRAINING_STAGES = ("pairs", "clips")
 VIDEO_HEIGHT = 480  # DAVIS 480p: the train frames' height; still images are scaled to it first
@@ -186,23 +184,10 @@ def clip_loss(model: RGMP, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
     return total / (len(frames) - 1)
 
 
-def _freeze_batchnorm(model: torch.nn.Module) -> None:
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.eval()
-            for p in module.parameters():
-                p.requires_grad_(False)
-
-
 def holdout_scores(model: RGMP, config: EngineConfig, video: str, sequences: tuple[str, ...]) -> dict[str, float]:
     """J&F of the engine with this network on each held-out train sequence."""
-    tracker = Tracker(config, RGMPMethod(config, TorchRGMP(copy.deepcopy(model).eval(), "cpu")))
-    scores = {}
-    for sequence in sequences:
-        gt = davis.read_ground_truth(video, sequence)
-        frames = (davis.read_frame(p) for p in davis.frame_paths(video, sequence))
-        scores[sequence] = evaluate_sequence(segment_video(tracker, frames, gt[0]).labels, gt).JF
-    return scores
+    return sequence_scores(Tracker(config, RGMPMethod(config, TorchRGMP(copy.deepcopy(model).eval(), "cpu"))),
+                           video, sequences)
 
 
 def train_rgmp(config: EngineConfig, settings: RGMPTrainSettings, resume: bool = True) -> Path:
@@ -217,7 +202,7 @@ def train_rgmp(config: EngineConfig, settings: RGMPTrainSettings, resume: bool =
         load_weights(model, Path(settings.init), "RGMP", "vos-ros train-rgmp")
         init = f"{Path(settings.init).name} (sha256 {hashlib.sha256(Path(settings.init).read_bytes()).hexdigest()})"
     model.train()
-    _freeze_batchnorm(model.encoder)
+    freeze_batchnorm(model.encoder)
     new_layers = [*model.decoder.parameters(), model.encoder.mask_conv.weight]
     pretrained = [p for n, p in model.encoder.named_parameters() if p.requires_grad and not n.startswith("mask_conv.")]
     groups = [{"params": new_layers, "lr": settings.lr}, {"params": pretrained, "lr": settings.encoder_lr}]
@@ -241,22 +226,13 @@ def train_rgmp(config: EngineConfig, settings: RGMPTrainSettings, resume: bool =
             group["lr"] = base * 0.5 * (1 + math.cos(math.pi * iteration / settings.iterations))
         rng = np.random.default_rng([settings.seed, 13, iteration])  # per iteration: resumable
         batch = collate([source.sample(rng, config.rgmp.height / VIDEO_HEIGHT) for _ in range(settings.batch_size)])
-        loss = clip_loss(model, batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        optimizer.step()
+        value = optimise(optimizer, clip_loss(model, batch), model.parameters())
         iteration += 1
-        value = loss.item()
-        running = value if running is None else 0.95 * running + 0.05 * value
-        bar.update(1)
-        bar.set_postfix(loss=f"{running:.3f}")
-        log.write(json.dumps({"iteration": iteration, "seconds": round(time.time() - t0, 1),
-                              "loss": round(value, 5)}) + "\n")
+        running = log_loss(log, bar, iteration, time.time() - t0, value, running)
         if iteration % settings.checkpoint_every == 0 or iteration == settings.iterations:
             scores = holdout_scores(model, config, settings.video, settings.holdouts) if settings.holdouts else {}
             model.train()
-            _freeze_batchnorm(model.encoder)
+            freeze_batchnorm(model.encoder)
             score = float(np.mean(list(scores.values()))) if scores else float(iteration)
             bar.write(f"iteration {iteration}, {time.time() - t0:.0f} s: loss {running:.3f}"
                       + (f", holdout J&F {score:.4f}" if scores else ""))

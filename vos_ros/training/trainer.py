@@ -62,15 +62,14 @@ from ..data import davis
 from ..data.examples import ExampleBuilder, mrn_inputs
 from ..data.pairs import Clip, Pair, SyntheticPairs, VideoPairs
 from ..data.stills import StillImages
-from ..eval.metrics import evaluate_sequence
 from ..inference.engine import Tracker
-from ..inference.video import segment_video
 from ..model.crpn import MATCH_LEVEL, MATCH_STRIDE
 from ..model.dtn import DTN
 from ..model.geometry import paste_roi
 from ..model.losses import mrn_loss
 from ..model.weights import load_weights, save_weights
 from ..progress import progress
+from .common import MAX_GRAD_NORM, freeze_batchnorm, sequence_scores
 
 
 @dataclass
@@ -201,25 +200,11 @@ def recurrent_losses(model: DTN, clips: list[Clip], builder: ExampleBuilder, rng
     return totals
 
 
-def _freeze_batchnorm(model: torch.nn.Module) -> None:
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.eval()
-            for p in module.parameters():
-                p.requires_grad_(False)
-
-
 def holdout_scores(model: DTN, config: EngineConfig, data: str, sequences: tuple[str, ...]) -> dict[str, float]:
     """J&F of the engine (torch backend, CPU) on each held-out training sequence."""
     network = copy.deepcopy(model).eval()
     network.mrn.correction_scale = config.mrn.correction_scale
-    tracker = Tracker.from_model(config, network)  # segment_video resets it for each sequence
-    scores = {}
-    for sequence in sequences:
-        gt = davis.read_ground_truth(data, sequence)
-        frames = (davis.read_frame(p) for p in davis.frame_paths(data, sequence))
-        scores[sequence] = evaluate_sequence(segment_video(tracker, frames, gt[0]).labels, gt).JF
-    return scores
+    return sequence_scores(Tracker.from_model(config, network), data, sequences)
 
 
 def train(config: EngineConfig, settings: TrainSettings, resume: bool = True) -> Path:
@@ -265,7 +250,7 @@ def train(config: EngineConfig, settings: TrainSettings, resume: bool = True) ->
         start, best = state["iteration"], state.get("best", best)
         print(f"resuming from {checkpoint} at iteration {start}")
     model.train()
-    _freeze_batchnorm(model.backbone)
+    freeze_batchnorm(model.backbone)
     (out / "settings.json").write_text(json.dumps({"settings": asdict(settings), "config": config.to_dict()}, indent=2))
     loader = DataLoader(PairStream(config, settings.data, settings.seed, start, settings),
                         batch_size=settings.batch_size, num_workers=settings.workers,
@@ -290,7 +275,7 @@ def train(config: EngineConfig, settings: TrainSettings, resume: bool = True) ->
         else:
             parts, _ = losses(model, next(batches), config)
             sum(parts.values()).backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
         optimizer.step()
         iteration += 1
         values = {k: float(v.detach()) for k, v in parts.items()}

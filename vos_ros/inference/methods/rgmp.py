@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from ...backends.rgmp import TorchRGMP, create_rgmp_backend
 from ...config import EngineConfig
+from ...model.backbone import STRIDES
 from ...model.flow import flow_shape
 from ...model.rgmp import RGMP, soft_aggregate
 from ...model.weights import load_weights, weights_path
@@ -35,7 +36,7 @@ from ..targets import FrameSegmentation, Segment, Target
 from ..types import Stream
 from .base import Method
 
-STRIDE = 32  # the encoder's total stride: input sizes are padded to its multiples
+STRIDE = STRIDES[-1]  # the encoder's total stride: input sizes are padded to its multiples
 
 
 @dataclass
