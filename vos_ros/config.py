@@ -17,8 +17,9 @@ import yaml
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 # Listed here without importing torch (the ROS node's parameter rules read them):
-METHOD_NAMES = ("dtn", "rgmp")  # the per-frame segmenters (inference/methods)
+METHOD_NAMES = ("dtn", "rgmp", "lip")  # the per-frame segmenters (inference/methods)
 RGMP_ABLATIONS = ("none", "no_reference", "no_previous")  # RGMP's Tab. 5 variants (model/rgmp.py)
+LIP_MEMORIES = ("dynamic", "static")  # LIP's Tab. 3 variants: the hidden state carried, or zero every frame
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 
@@ -200,6 +201,32 @@ class RGMPConfig:
 
 
 @dataclass
+class LIPConfig:
+    # method: lip (inference/methods/lip.py, model/lip.py); its own weights file
+    weights: str = "lip_cpu.safetensors"
+    channels: int = 64  # the memory's and the heads' width
+    height: int = 240  # working rows, as rgmp.height
+    # dynamic: the Conv-GRU's hidden state carried frame to frame; static: zero every frame
+    # (the paper's Tab. 3 "zero input hidden states")
+    memory: str = "dynamic"
+    proposals: int = 20  # centre-heatmap maxima per frame (the previous boxes join them)
+    # Online inference (LIP §3.3): per id, the `candidates` best detections scoring above
+    # `id_score` are kept and the best taken ("one maximum"); one whose IoU with the id's last
+    # box is below `continuity_iou` is suppressed when that last id score was above
+    # `continuity_score` ("location continuity").
+    id_score: float = 0.2
+    candidates: int = 10
+    continuity_iou: float = 0.3
+    continuity_score: float = 0.4
+    # First-frame fine-tuning of the heads' last layers (inference/methods/lip_fit.py): at most
+    # this many iterations (the paper: 1000), each head's loss ignored once below its bar
+    fit_iterations: int = 300
+    fit_id_loss: float = 0.01
+    fit_mask_loss: float = 0.1
+    fit_box_loss: float = 0.005
+
+
+@dataclass
 class EngineConfig:
     name: str = "custom"
     method: str = "dtn"  # the per-frame segmenter (inference/methods), checked when a tracker is built
@@ -215,6 +242,7 @@ class EngineConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     adaptation: AdaptationConfig = field(default_factory=AdaptationConfig)
     rgmp: RGMPConfig = field(default_factory=RGMPConfig)
+    lip: LIPConfig = field(default_factory=LIPConfig)
 
     def validate(self) -> "EngineConfig":
         checks = [
@@ -251,6 +279,13 @@ class EngineConfig:
             (self.adaptation.lr > 0, "adaptation.lr must be > 0"),
             (self.rgmp.channels % 4 == 0 and self.rgmp.channels >= 8, "rgmp.channels must be a multiple of 4, >= 8"),
             (32 <= self.rgmp.height <= 2160, "rgmp.height must be in [32, 2160]"),
+            (self.lip.channels % 8 == 0 and self.lip.channels >= 8, "lip.channels must be a multiple of 8, >= 8"),
+            (32 <= self.lip.height <= 2160, "lip.height must be in [32, 2160]"),
+            (self.lip.memory in LIP_MEMORIES, f"lip.memory must be one of {', '.join(LIP_MEMORIES)}"),
+            (self.lip.proposals >= 1 and self.lip.candidates >= 1, "lip.proposals and lip.candidates must be >= 1"),
+            (0.0 <= self.lip.id_score < 1.0 and 0.0 <= self.lip.continuity_iou <= 1.0
+             and 0.0 <= self.lip.continuity_score <= 1.0, "lip.id_score, continuity_iou, continuity_score in [0, 1]"),
+            (self.lip.fit_iterations >= 0, "lip.fit_iterations must be >= 0"),
             (self.rgmp.ablation in RGMP_ABLATIONS, f"rgmp.ablation must be one of {', '.join(RGMP_ABLATIONS)}"),
             (len(self.rgmp.scales) >= 1 and all(0.25 <= s <= 2.0 for s in self.rgmp.scales),
              "rgmp.scales must list scales in [0.25, 2]"),

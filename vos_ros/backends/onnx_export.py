@@ -1,4 +1,4 @@
-"""ONNX graphs of the four DTN networks (and of RGMP's two passes), their manifest, and the export cache.
+"""ONNX graphs of the four DTN networks (and of RGMP's and LIP's), their manifest, and the export cache.
 
 One graph per network (backbone, decision, crpn_head, mrn), exported with
 torch's `torch.export`-based exporter at opset 17, simplified with onnxslim and
@@ -143,6 +143,56 @@ def _rgmp_modules_and_examples(model: nn.Module, config: EngineConfig
     }
 
 
+LEVEL_NAMES = ("l8", "l16", "l32")
+HIDDEN_NAMES = ("h8", "h16", "h32")
+_LEVEL_AXES = {name: {0: "batch", 2: f"rows{s}", 3: f"cols{s}"}
+               for names in (LEVEL_NAMES, HIDDEN_NAMES) for name, s in zip(names, (8, 16, 32))}
+LIP_GRAPHS = {
+    spec.name: spec for spec in (
+        GraphSpec("lip_backbone", ("images",), ("l4", "l8", "l16", "l32"),
+                  {"images": {0: "batch", 2: "height", 3: "width"}}),
+        GraphSpec("lip_memory", LEVEL_NAMES + HIDDEN_NAMES,
+                  ("new_h8", "new_h16", "new_h32", "p8", "p16", "p32", "heatmap", "size"), _LEVEL_AXES,
+                  {"rows8": ("rows32", 4), "cols8": ("cols32", 4), "rows16": ("rows32", 2), "cols16": ("cols32", 2)}),
+        GraphSpec("lip_box_trunk", ("pooled",), ("features",), {"pooled": {0: "rois"}}),
+        GraphSpec("lip_mask_trunk", ("pooled", "shortcut"), ("features",),
+                  {"pooled": {0: "rois"}, "shortcut": {0: "rois"}}),
+    )
+}
+
+
+class _LIPBackboneGraph(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.backbone = model.backbone
+
+    def forward(self, images):
+        return tuple(self.backbone(images))
+
+
+class _LIPMemoryGraph(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.memory = model.memory
+
+    def forward(self, l8, l16, l32, h8, h16, h32):
+        hidden, propagated, heatmap, size = self.memory([l8, l16, l32], [h8, h16, h32])
+        return (*hidden, *propagated, heatmap, size)
+
+
+def _lip_modules_and_examples(model: nn.Module, config: EngineConfig
+                              ) -> dict[str, tuple[nn.Module, tuple[torch.Tensor, ...]]]:
+    c, c4 = model.channels, model.backbone.channels[0]
+    levels = tuple(torch.rand(2, ch, 3 * f, 4 * f) for ch, f in zip(model.backbone.channels[1:], (4, 2, 1)))
+    hidden = tuple(torch.rand(2, c, 3 * f, 4 * f) for f in (4, 2, 1))
+    return {
+        "lip_backbone": (_LIPBackboneGraph(model), (torch.rand(2, 3, 96, 128),)),
+        "lip_memory": (_LIPMemoryGraph(model), levels + hidden),
+        "lip_box_trunk": (model.box_trunk, (torch.rand(2, 3 * c, 7, 7),)),
+        "lip_mask_trunk": (model.mask_trunk, (torch.rand(2, c, 14, 14), torch.rand(2, c4, 28, 28))),
+    }
+
+
 @dataclass(frozen=True)
 class GraphSet:
     """The graphs one method's networks export to, and a folder-name tag for its cache."""
@@ -154,6 +204,7 @@ class GraphSet:
 
 DTN_SET = GraphSet("", GRAPHS, _modules_and_examples)
 RGMP_SET = GraphSet("rgmp-", RGMP_GRAPHS, _rgmp_modules_and_examples)
+LIP_SET = GraphSet("lip-", LIP_GRAPHS, _lip_modules_and_examples)
 
 
 def network_digest(model: nn.Module, config: EngineConfig) -> str:

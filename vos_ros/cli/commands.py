@@ -21,7 +21,7 @@ from ..progress import progress
 from .bench import bench
 from .common import build_tracker, print_run
 
-__all__ = ["segment", "eval", "bench", "train", "train_rgmp", "train_prompts", "prompt_eval", "demo", "export", "build_engine"]
+__all__ = ["segment", "eval", "bench", "train", "train_rgmp", "train_lip", "train_prompts", "prompt_eval", "demo", "export", "build_engine"]
 
 CALIBRATION_FRAMES = 64  # INT8 calibration frames in all (their network inputs are kept in memory)
 
@@ -163,6 +163,20 @@ def train_rgmp(args) -> int:
         seed=args.seed, checkpoint_every=args.checkpoint_every, holdout=args.holdout, init=args.init)
     weights = run(load_config(args.config), settings, resume=not args.no_resume)
     print(f"RGMP weights: {weights}")
+    return 0
+
+
+def train_lip(args) -> int:
+    from ..training.lip_trainer import LIPTrainSettings
+    from ..training.lip_trainer import train_lip as run
+
+    _refuse_dev_split(args.video)
+    settings = LIPTrainSettings(
+        video=args.video, out=args.out, stills=args.stills, still_share=args.still_share, iterations=args.iterations,
+        batch_size=args.batch_size, lr=args.lr, frames=args.frames, truncate=args.truncate, seed=args.seed,
+        checkpoint_every=args.checkpoint_every, holdout=args.holdout, init=args.init)
+    weights = run(load_config(args.config), settings, resume=not args.no_resume)
+    print(f"LIP weights: {weights}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""`vos-ros`: segment, eval, bench, bench-ros, train, train-rgmp, train-prompts, prompt-eval, demo, export, build-engine."""
+"""`vos-ros`: segment, eval, bench, bench-ros, train, train-rgmp, train-lip, train-prompts, prompt-eval, demo, export, build-engine."""
 
 from __future__ import annotations
 
@@ -111,6 +111,25 @@ def build_parser() -> argparse.ArgumentParser:
                             help="train sequences left out and scored (mean J&F) at each checkpoint; the best is kept")
     train_rgmp.add_argument("--init", default="", metavar="WEIGHTS", help="start from these RGMP weights (stage 2)")
     train_rgmp.add_argument("--no-resume", action="store_true")
+
+    train_lip = sub.add_parser("train-lip", help="train the LIP networks (memory and heads) on train video, "
+                                                 "recurrently, with still images as clips")
+    train_lip.add_argument("--config", default="cpu", help="whose lip section (width, working scale) to train")
+    train_lip.add_argument("--video", required=True, help="DAVIS-layout training split (never a dev split)")
+    train_lip.add_argument("--out", required=True, help="run folder: checkpoint, losses.jsonl, best weights")
+    train_lip.add_argument("--stills", default="", metavar="DIR", help="still-image sets, made into clips")
+    train_lip.add_argument("--still-share", type=float, default=0.3, help="share of clips from still images")
+    train_lip.add_argument("--iterations", type=int, default=1500)
+    train_lip.add_argument("--batch-size", type=int, default=2)
+    train_lip.add_argument("--lr", type=float, default=1e-3, help="learning rate (cosine decay)")
+    train_lip.add_argument("--frames", type=int, default=8, help="frames per clip")
+    train_lip.add_argument("--truncate", type=int, default=4, help="the gradient is stopped every this many frames")
+    train_lip.add_argument("--seed", type=int, default=0)
+    train_lip.add_argument("--checkpoint-every", type=int, default=250)
+    train_lip.add_argument("--holdout", default="", metavar="SEQ[,SEQ...]",
+                           help="train sequences left out and scored (mean J&F) at each checkpoint; the best is kept")
+    train_lip.add_argument("--init", default="", metavar="WEIGHTS", help="start from these LIP weights")
+    train_lip.add_argument("--no-resume", action="store_true")
 
     train_prompts = sub.add_parser("train-prompts", help="train the prompt network (box / click -> mask) on still "
                                                          "images and train video")

@@ -83,6 +83,7 @@ class Clip:
     masks: list[np.ndarray]  # bool
     ref_image: np.ndarray
     ref_mask: np.ndarray
+    sequence: int = -1  # its sequence's index in the source (an object's identity: LIP's id classes)
 
 
 class VideoPairs:
@@ -142,7 +143,8 @@ class VideoPairs:
         sequence, indices, r = self._frames(rng, length)
         flip = (lambda a: np.ascontiguousarray(a[:, ::-1])) if rng.random() < 0.5 else (lambda a: a)
         frames, masks = zip(*(self._frame(sequence, i) for i in indices))
-        clip = Clip([flip(f) for f in frames], [flip(m) for m in masks], *(flip(a) for a in self._frame(sequence, r)))
+        clip = Clip([flip(f) for f in frames], [flip(m) for m in masks], *(flip(a) for a in self._frame(sequence, r)),
+                    sequence=sequence)
         # No draw when off: runs without alike clips reproduce those made before the option.
         if alike > 0 and rng.random() < alike:
             image, mask, _ = self.random_frame(rng, sequence)
@@ -192,6 +194,23 @@ def transformed_pair(rng: np.random.Generator, image: np.ndarray, mask: np.ndarr
         view = cv2.warpAffine(image, matrix, (width, height), borderMode=cv2.BORDER_REFLECT) if m.any() else image
         views += [_colour_jitter(rng, view) if k == 1 else view, m if m.any() else mask]
     return Pair(*views)
+
+
+def transformed_clip(rng: np.random.Generator, image: np.ndarray, mask: np.ndarray, length: int) -> Clip:
+    """A still image as video: object and background moving together along a path of affine
+    poses (interpolated between two of `transformed_pair`'s), one colour change for the
+    clip. Poses that lose the object keep an empty mask (it left the view)."""
+    height, width = mask.shape
+    cx, cy = box_center(mask_box(mask))
+    start, end = _affine(rng, cx, cy, width, height, 0.5), _affine(rng, cx, cy, width, height, 0.5)
+    image = _colour_jitter(rng, image)
+    frames, masks = [], []
+    for k in range(length):
+        t = k / max(length - 1, 1)
+        matrix = (1 - t) * start + t * end
+        frames.append(cv2.warpAffine(image, matrix, (width, height), borderMode=cv2.BORDER_REFLECT))
+        masks.append(cv2.warpAffine(mask.astype(np.uint8), matrix, (width, height), flags=cv2.INTER_NEAREST) > 0)
+    return Clip(frames, masks, image, mask)
 
 
 class SyntheticPairs:

@@ -130,6 +130,7 @@ class Tracker:
         adaptation this waits for a fit still running)."""
         if self.adaptation is not None:
             self.adaptation.reset()
+        self.method.reset()
         self._targets.clear()
         self._prev_frame = None
         self._frame_size = None
@@ -141,6 +142,7 @@ class Tracker:
             raise EngineInputError(f"unknown target ids {unknown}; tracked ids are {self.target_ids}")
         for i in ids:
             del self._targets[i]
+        self.method.remove(ids)
         if self.adaptation is not None:
             self.adaptation.remove(ids)
         return sorted(set(ids))

@@ -5,9 +5,10 @@ from __future__ import annotations
 from ...config import EngineConfig
 from .base import Method
 from .dtn import DTNMethod
+from .lip import LIPMethod
 from .rgmp import RGMPMethod
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (DTNMethod, RGMPMethod)}
+METHODS: dict[str, type[Method]] = {m.name: m for m in (DTNMethod, RGMPMethod, LIPMethod)}
 
 
 def method_class(config: EngineConfig) -> type[Method]:

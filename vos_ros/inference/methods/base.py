@@ -49,6 +49,12 @@ class Method(ABC):
         """Each target's probability window in `image`; `previous`/`current`: `prepare` of the last
         frame and of this one."""
 
+    def reset(self) -> None:
+        """Forget every target's state (the engine's `reset`)."""
+
+    def remove(self, ids: list[int]) -> None:
+        """Forget these targets (the engine's `remove_targets`); their `state` goes with them."""
+
     @abstractmethod
     def commit(self, frame: FrameSegmentation, found: list[Segment]) -> None:
         """Refresh the method state of the targets found, after their status and mask were set."""

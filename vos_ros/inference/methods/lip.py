@@ -1,0 +1,208 @@
+"""LIP (shared/seeds/002) behind the method seam: detection through a visual memory, and
+identities from heads fitted on the first frame.
+
+Per frame: the backbone (`prepare`), one step of the Conv-GRU memory (its hidden state
+carried from the last frame; zeros from the frame targets were added on, as the paper
+starts each sequence), proposals from the centre heatmap plus each target's last box, the
+box head's id scores and boxes, then LIP's online rules per target (its §3.3): "one
+maximum" (of the `lip.candidates` best detections scoring above `lip.id_score`, the best)
+and "location continuity" (a detection whose IoU with the target's last box is below
+`lip.continuity_iou` is suppressed when that last score was above `lip.continuity_score`);
+the mask head segments the box it keeps. A target with no detection left is not found
+(the engine's status policy makes it LOST; it is detected anywhere again, and REIDENTIFIED,
+once its id scores pass).
+
+Choices where the paper is silent:
+- The targets' last boxes join the proposals (the proposal head, trained on 27 videos,
+  misses objects it has not seen; the paper's RPN was trained on COCO).
+- Among a target's candidates that pass the continuity rule, the best is kept (the paper
+  suppresses "the instance"; taking the next one keeps a target found when a look-alike
+  outscores it elsewhere).
+- The fit (lip_fit.py) runs when the set of targets changes, at the first frame segmented
+  with them; it takes about a second, so it runs in the step, not in the background.
+- The paper's further id-head fine-tuning during inference is not done.
+- Frames are resized to `lip.height` rows, as for RGMP.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+from torchvision.ops import roi_align
+
+from ...backends.lip import TorchLIP, create_lip_backend
+from ...config import EngineConfig
+from ...model.flow import flow_shape
+from ...model.geometry import box_iou, enlarge_box, mask_box, paste_roi
+from ...model.lip import LIP, MASK_SIZE, decode_boxes, encode_boxes, heatmap_boxes, pool_boxes, pool_masks
+from ...model.weights import load_weights, weights_path
+from ..targets import FrameSegmentation, Segment, Target
+from ..types import Stream
+from .base import Method
+from .lip_fit import GT_MARGIN, TargetExamples, fit_instance_heads, sample_rois
+from .rgmp import padded
+
+FIT_POSITIVES, FIT_NEGATIVES, FIT_MASKS = 48, 96, 16  # first-frame examples per target
+
+
+@dataclass
+class LIPState:
+    box: tuple[float, float, float, float] | None  # the last detection, working resolution
+    score: float  # its id score (0 when not found)
+
+
+@dataclass
+class LIPFrame:
+    levels: list[torch.Tensor]  # the backbone's four levels of the padded working image
+    size: tuple[int, int]  # (h, w) of the working image, unpadded
+
+
+def load_lip(config: EngineConfig, weights: str | None = None, untrained: bool = False) -> LIP:
+    """The networks with weights loaded (the config's `lip.weights` unless given), on the CPU."""
+    torch.manual_seed(0)
+    model = LIP(config.lip.channels, imagenet_init=untrained)
+    if not untrained:
+        load_weights(model, weights_path(weights or config.lip.weights), "LIP", "vos-ros train-lip")
+    return model.eval()
+
+
+def _rows(boxes: torch.Tensor) -> torch.Tensor:
+    """(R, 4) boxes -> RoIAlign rows (R, 5) of batch 0."""
+    return torch.cat([boxes.new_zeros((len(boxes), 1)), boxes], 1)
+
+
+class LIPMethod(Method):
+    name = "lip"
+
+    def __init__(self, config: EngineConfig, backend: TorchLIP):
+        self.config, self.backend = config, backend
+        self.device = backend.device
+        self.reset()
+
+    @classmethod
+    def from_config(cls, config, weights=None, device="cpu", untrained=False, backend="torch", precision=None,
+                    cache_dir=None) -> "LIPMethod":
+        model = load_lip(config, weights, untrained)
+        return cls(config, create_lip_backend(backend, model, config, device, precision, cache_dir))
+
+    def reset(self) -> None:
+        self._hidden: list[torch.Tensor] | None = None
+        self._examples: dict[int, TargetExamples] = {}
+        self._heads, self._fitted_ids = None, ()
+        self.last_fit: dict[str, float] = {}
+
+    def remove(self, ids: list[int]) -> None:
+        for i in ids:
+            self._examples.pop(i, None)
+
+    def mask_shape(self, width: int, height: int) -> tuple[int, int]:
+        return flow_shape(width, height, self.config.lip.height / height)
+
+    def prepare(self, image: np.ndarray) -> LIPFrame:
+        h, w = self.mask_shape(image.shape[1], image.shape[0])
+        small = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+        tensor = torch.from_numpy(small).to(self.device).permute(2, 0, 1)[None].float().div_(255.0)
+        return LIPFrame(self.backend.backbone(padded(tensor, 1.0)), (h, w))
+
+    def _remember(self, frame: LIPFrame) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+        """One memory step on `frame`: the propagated levels, the heatmap and the sizes."""
+        levels = frame.levels[1:]
+        hidden = self._hidden
+        if (hidden is None or self.config.lip.memory == "static"
+                or any(h.shape[-2:] != x.shape[-2:] for h, x in zip(hidden, levels))):
+            hidden = self.backend.model.zero_hidden(frame.levels)
+        self._hidden, propagated, (heatmap, size) = self.backend.memory(levels, hidden)
+        return propagated, heatmap, size
+
+    def start(self, image: np.ndarray, targets: list[Target], masks: list[np.ndarray]) -> None:
+        frame = self.prepare(image)
+        self._hidden = None  # the memory restarts, as at a sequence's first frame
+        propagated, heatmap, size = self._remember(frame)
+        h, w = frame.size
+        boxes = [mask_box(t.prev_mask) for t in targets]
+        proposals = heatmap_boxes(heatmap, size, self.config.lip.proposals)[0].tolist()
+        for k, target in enumerate(targets):
+            rng = np.random.default_rng([target.id, 7])
+            rois, labels = sample_rois(rng, boxes, k, w, h, FIT_POSITIVES, FIT_NEGATIVES)
+            hard = [p for p in proposals if all(box_iou(p, b) < 0.3 for b in boxes)]
+            rois = torch.from_numpy(np.concatenate([rois, np.asarray(hard, np.float32).reshape(-1, 4)]))
+            positive = torch.from_numpy(np.concatenate([labels, np.zeros(len(hard), np.int64)])) == 1
+            features = self.backend.box_trunk(pool_boxes(propagated, _rows(rois)))
+            gt = torch.tensor(enlarge_box(boxes[k], GT_MARGIN), dtype=torch.float32)
+            mask_rois = _rows(rois[positive][:FIT_MASKS])
+            mask = torch.from_numpy(target.prev_mask)[None, None].to(self.device)
+            self._examples[target.id] = TargetExamples(
+                features, positive, encode_boxes(rois[positive], gt[None].expand(int(positive.sum()), -1)),
+                self.backend.mask_trunk(*pool_masks(propagated, frame.levels[0], mask_rois)),
+                roi_align(mask, mask_rois, (MASK_SIZE, MASK_SIZE), 1.0, 2, True)[:, 0])
+            target.state = LIPState(boxes[k], 1.0)
+        self._fitted_ids = ()
+
+    def _fit(self, ids: tuple[int, ...]) -> None:
+        self._heads, self.last_fit = fit_instance_heads(self.backend.model, [self._examples[i] for i in ids],
+                                                        self.config.lip)
+        self._fitted_ids = ids
+
+    def _choose(self, k: int, state: LIPState, scores: torch.Tensor, boxes: torch.Tensor
+                ) -> tuple[tuple[float, ...], float] | None:
+        """LIP's one-maximum and location-continuity rules for target k: its box and id score."""
+        cfg = self.config.lip
+        order = torch.argsort(scores, descending=True)[:cfg.candidates]
+        for r in order.tolist():
+            if scores[r] <= cfg.id_score:
+                break
+            box = tuple(boxes[r].tolist())
+            if state.box is not None and state.score > cfg.continuity_score and box_iou(box, state.box) < cfg.continuity_iou:
+                continue
+            return box, float(scores[r])
+        return None
+
+    def segment(self, targets: list[Target], image: np.ndarray, previous, current: LIPFrame) -> FrameSegmentation:
+        t0 = time.perf_counter()
+        propagated, heatmap, size = self._remember(current)
+        ids = tuple(t.id for t in targets)
+        if ids != self._fitted_ids:
+            self._fit(ids)
+        timings = {"memory": time.perf_counter() - t0}
+        t0 = time.perf_counter()
+        h, w = current.size
+        proposals = [heatmap_boxes(heatmap, size, self.config.lip.proposals)[0]]
+        last = [t.state.box for t in targets if t.state.box is not None and t.state.score > 0]
+        if last:  # the last detections, as the paper's ground truth boxes: 10% larger
+            proposals.append(torch.tensor([enlarge_box(b, GT_MARGIN) for b in last], dtype=torch.float32))
+        rois = torch.cat(proposals)
+        rois = torch.stack([rois[:, 0].clamp(0, w - 2), rois[:, 1].clamp(0, h - 2),
+                            rois[:, 2].clamp(2, w), rois[:, 3].clamp(2, h)], 1)
+        features = self.backend.box_trunk(pool_boxes(propagated, _rows(rois)))
+        scores = torch.softmax(self._heads.id(features), 1)[:, 1:]
+        boxes = decode_boxes(rois, self._heads.boxes(features))
+        chosen = [self._choose(k, t.state, scores[:, k], boxes[:, k]) for k, t in enumerate(targets)]
+        kept = [k for k, c in enumerate(chosen) if c is not None]
+        timings["detect"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        windows = {}
+        if kept:
+            mask_rois = _rows(torch.tensor([chosen[k][0] for k in kept], dtype=torch.float32))
+            mask_features = self.backend.mask_trunk(*pool_masks(propagated, current.levels[0], mask_rois))
+            probs = torch.sigmoid(self._heads.masks(mask_features, torch.tensor(kept))).cpu().numpy()
+            height, width = image.shape[:2]
+            sx, sy = width / w, height / h
+            for prob, k in zip(probs, kept):
+                x1, y1, x2, y2 = chosen[k][0]
+                windows[k] = paste_roi(prob, (x1 * sx, y1 * sy, x2 * sx, y2 * sy), height, width)
+        timings["mask"] = time.perf_counter() - t0
+        segments = [Segment(target=t, stream=Stream.BR, window=windows.get(k)) for k, t in enumerate(targets)]
+        return FrameSegmentation(segments, float("nan"), Stream.BR, timings, context=chosen)
+
+    def commit(self, frame: FrameSegmentation, found: list[Segment]) -> None:
+        found_ids = {s.target.id for s in found}
+        for segment, chosen in zip(frame.segments, frame.context):
+            target = segment.target
+            if target.id in found_ids and chosen is not None:
+                target.state = LIPState(chosen[0], chosen[1])
+            else:
+                target.state = LIPState(target.state.box, 0.0)
