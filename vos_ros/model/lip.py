@@ -56,8 +56,9 @@ class ConvGRU(nn.Module):
         self.norm_z, self.norm_r, self.norm_h = (nn.GroupNorm(GN_GROUPS, hidden) for _ in range(3))
 
     def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        xz, xr, xh = self.x_gates(x).chunk(3, 1)
-        hz, hr = self.h_gates(h).chunk(2, 1)
+        c = h.shape[1]  # slices, not chunk: chunk exports as opset 18's Split
+        gx, gh = self.x_gates(x), self.h_gates(h)
+        xz, xr, xh, hz, hr = gx[:, :c], gx[:, c:2 * c], gx[:, 2 * c:], gh[:, :c], gh[:, c:]
         z = torch.sigmoid(self.norm_z(hz + xz))
         r = torch.sigmoid(self.norm_r(hr + xr))
         candidate = torch.tanh(self.norm_h(self.h_candidate(r * h) + xh))
