@@ -11,7 +11,7 @@ import torch
 from vos_ros.config import load_config
 from vos_ros.data.synthetic import make_clip
 from vos_ros.inference import Tracker
-from vos_ros.inference.methods.lip import LIPState
+from vos_ros.inference.methods.lip import LIPState, local_boxes
 from vos_ros.model.lip import LIP, ConvGRU, decode_boxes, encode_boxes, heatmap_boxes
 from vos_ros.training.lip_trainer import LIPTrainSettings, train_lip
 
@@ -38,6 +38,12 @@ def test_the_memory_keeps_the_levels_sizes_and_proposals_are_boxes():
     assert heatmap.shape == (1, 1, 12, 20) and size.shape == (1, 2, 12, 20)
     boxes, scores = heatmap_boxes(heatmap, size, 5)
     assert boxes.shape == (5, 4) and bool((boxes[:, 2] > boxes[:, 0]).all()) and bool((scores[:-1] >= scores[1:]).all())
+
+
+def test_local_proposals_surround_the_last_box_at_three_scales():
+    boxes = local_boxes((10.0, 10.0, 30.0, 50.0))
+    assert len(boxes) == 15 and boxes[5] == pytest.approx((9.0, 8.0, 31.0, 52.0))  # scale 1: the box 10% larger
+    assert {round(b[2] - b[0], 3) for b in boxes} == {17.6, 22.0, 27.5}
 
 
 def test_box_deltas_decode_to_the_boxes_they_encode():

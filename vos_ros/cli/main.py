@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..backends import BACKENDS, PRECISIONS
-from ..config import ConfigError
+from ..config import METHOD_NAMES, ConfigError
 from ..inference.types import EngineInputError
 
 
@@ -19,7 +19,7 @@ def _add_network_args(p: argparse.ArgumentParser) -> None:
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     _add_network_args(p)
-    p.add_argument("--method", default=None, help="per-frame segmenter: dtn (default: the config's `method`)")
+    p.add_argument("--method", default=None, help=f"per-frame segmenter: {' | '.join(METHOD_NAMES)} (default: the config's `method`)")
     p.add_argument("--device", default=None, help="cpu | cuda (default: the config's; cuda for tensorrt)")
     p.add_argument("--theta-c", type=float, default=None, help="decision threshold (default: the config's)")
     p.add_argument("--backend", default="torch", choices=BACKENDS, help="inference backend (default: torch)")

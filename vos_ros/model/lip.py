@@ -197,7 +197,9 @@ class InstanceHeads(nn.Module):
 
     def __init__(self, model: LIP, count: int):
         super().__init__()
-        self.id = nn.Linear(FC_WIDTH, count + 1)  # re-initialised, as the paper's online step
+        with torch.random.fork_rng():  # re-initialised, as the paper's online step; the same start every fit
+            torch.manual_seed(0)
+            self.id = nn.Linear(FC_WIDTH, count + 1)
         self.box_weight = nn.Parameter(model.box_predictor.weight.detach().repeat(count, 1, 1).clone())
         self.box_bias = nn.Parameter(model.box_predictor.bias.detach().repeat(count, 1).clone())
         self.mask_weight = nn.Parameter(model.mask_predictor.weight.detach().flatten().repeat(count, 1).clone())

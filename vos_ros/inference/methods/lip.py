@@ -13,8 +13,9 @@ the mask head segments the box it keeps. A target with no detection left is not 
 once its id scores pass).
 
 Choices where the paper is silent:
-- The targets' last boxes join the proposals (the proposal head, trained on 27 videos,
-  misses objects it has not seen; the paper's RPN was trained on COCO).
+- Boxes around each target's last box join the proposals (`local_boxes`; a lost target's
+  last box too): the proposal head, trained on 27 videos and still images, misses objects
+  it has not seen (the paper's RPN was trained on COCO).
 - Among a target's candidates that pass the continuity rule, the best is kept (the paper
   suppresses "the instance"; taking the next one keeps a target found when a look-alike
   outscores it elsewhere).
@@ -47,6 +48,7 @@ from .lip_fit import GT_MARGIN, TargetExamples, fit_instance_heads, sample_rois
 from .rgmp import padded
 
 FIT_POSITIVES, FIT_NEGATIVES, FIT_MASKS = 48, 96, 16  # first-frame examples per target
+LOCAL_SCALES, LOCAL_SHIFT = (0.8, 1.0, 1.25), 0.2
 
 
 @dataclass
@@ -68,6 +70,19 @@ def load_lip(config: EngineConfig, weights: str | None = None, untrained: bool =
     if not untrained:
         load_weights(model, weights_path(weights or config.lip.weights), "LIP", "vos-ros train-lip")
     return model.eval()
+
+
+def local_boxes(box: tuple[float, float, float, float]) -> list[tuple[float, float, float, float]]:
+    """Proposals around a target's last box (10% larger, as the paper's ground truth boxes):
+    three scales, each in place and shifted a fifth of its size four ways."""
+    x1, y1, x2, y2 = enlarge_box(box, GT_MARGIN)
+    cx, cy, w, h = (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1
+    boxes = []
+    for s in LOCAL_SCALES:
+        for dx, dy in ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)):
+            mx, my = cx + dx * LOCAL_SHIFT * w, cy + dy * LOCAL_SHIFT * h
+            boxes.append((mx - s * w / 2, my - s * h / 2, mx + s * w / 2, my + s * h / 2))
+    return boxes
 
 
 def _rows(boxes: torch.Tensor) -> torch.Tensor:
@@ -171,9 +186,9 @@ class LIPMethod(Method):
         t0 = time.perf_counter()
         h, w = current.size
         proposals = [heatmap_boxes(heatmap, size, self.config.lip.proposals)[0]]
-        last = [t.state.box for t in targets if t.state.box is not None and t.state.score > 0]
-        if last:  # the last detections, as the paper's ground truth boxes: 10% larger
-            proposals.append(torch.tensor([enlarge_box(b, GT_MARGIN) for b in last], dtype=torch.float32))
+        last = [t.state.box for t in targets if t.state.box is not None]
+        if last:
+            proposals.append(torch.tensor([b for box in last for b in local_boxes(box)], dtype=torch.float32))
         rois = torch.cat(proposals)
         rois = torch.stack([rois[:, 0].clamp(0, w - 2), rois[:, 1].clamp(0, h - 2),
                             rois[:, 2].clamp(2, w), rois[:, 3].clamp(2, h)], 1)
