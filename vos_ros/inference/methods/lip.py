@@ -18,7 +18,9 @@ Choices where the paper is silent:
   it has not seen (the paper's RPN was trained on COCO).
 - Among a target's candidates that pass the continuity rule, the best is kept (the paper
   suppresses "the instance"; taking the next one keeps a target found when a look-alike
-  outscores it elsewhere).
+  outscores it elsewhere), its box the score-weighted mean of the candidates' boxes that
+  overlap it (box voting: the proposals around the last box all score alike, and the
+  single best one's box jittered in scale from frame to frame).
 - The fit (lip_fit.py) runs when the set of targets changes, at the first frame segmented
   with them; it takes about a second, so it runs in the step, not in the background.
 - The paper's further id-head fine-tuning during inference is not done.
@@ -49,11 +51,15 @@ from .rgmp import padded
 
 FIT_POSITIVES, FIT_NEGATIVES, FIT_MASKS = 48, 96, 16  # first-frame examples per target
 LOCAL_SCALES, LOCAL_SHIFT = (0.8, 1.0, 1.25), 0.2
+VOTE_IOU = 0.5  # candidates this close to the best one vote on its box
 
 
 @dataclass
 class LIPState:
-    box: tuple[float, float, float, float] | None  # the last detection, working resolution
+    # Its last mask's box, 10% larger as the boxes the heads detect (the paper's ground truth),
+    # at the working resolution: the segmentation, not the regressed box, carries it on (a box
+    # fed back through the regression drifted larger frame by frame).
+    box: tuple[float, float, float, float] | None
     score: float  # its id score (0 when not found)
 
 
@@ -73,9 +79,9 @@ def load_lip(config: EngineConfig, weights: str | None = None, untrained: bool =
 
 
 def local_boxes(box: tuple[float, float, float, float]) -> list[tuple[float, float, float, float]]:
-    """Proposals around a target's last box (10% larger, as the paper's ground truth boxes):
-    three scales, each in place and shifted a fifth of its size four ways."""
-    x1, y1, x2, y2 = enlarge_box(box, GT_MARGIN)
+    """Proposals around a target's last box: three scales, each in place and shifted a fifth
+    of its size four ways."""
+    x1, y1, x2, y2 = box
     cx, cy, w, h = (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1
     boxes = []
     for s in LOCAL_SCALES:
@@ -154,7 +160,7 @@ class LIPMethod(Method):
                 features, positive, encode_boxes(rois[positive], gt[None].expand(int(positive.sum()), -1)),
                 self.backend.mask_trunk(*pool_masks(propagated, frame.levels[0], mask_rois)),
                 roi_align(mask, mask_rois, (MASK_SIZE, MASK_SIZE), 1.0, 2, True)[:, 0])
-            target.state = LIPState(boxes[k], 1.0)
+            target.state = LIPState(enlarge_box(boxes[k], GT_MARGIN), 1.0)
         self._fitted_ids = ()
 
     def _fit(self, ids: tuple[int, ...]) -> None:
@@ -167,14 +173,15 @@ class LIPMethod(Method):
         """LIP's one-maximum and location-continuity rules for target k: its box and id score."""
         cfg = self.config.lip
         order = torch.argsort(scores, descending=True)[:cfg.candidates]
-        for r in order.tolist():
-            if scores[r] <= cfg.id_score:
-                break
-            box = tuple(boxes[r].tolist())
-            if state.box is not None and state.score > cfg.continuity_score and box_iou(box, state.box) < cfg.continuity_iou:
-                continue
-            return box, float(scores[r])
-        return None
+        kept = [r for r in order.tolist() if scores[r] > cfg.id_score]
+        if state.box is not None and state.score > cfg.continuity_score:
+            kept = [r for r in kept if box_iou(tuple(boxes[r].tolist()), state.box) >= cfg.continuity_iou]
+        if not kept:
+            return None
+        best = tuple(boxes[kept[0]].tolist())
+        voters = [r for r in kept if box_iou(tuple(boxes[r].tolist()), best) >= VOTE_IOU]
+        weights = scores[voters][:, None]
+        return tuple(((boxes[voters] * weights).sum(0) / weights.sum()).tolist()), float(scores[kept[0]])
 
     def segment(self, targets: list[Target], image: np.ndarray, previous, current: LIPFrame) -> FrameSegmentation:
         t0 = time.perf_counter()
@@ -217,7 +224,8 @@ class LIPMethod(Method):
         found_ids = {s.target.id for s in found}
         for segment, chosen in zip(frame.segments, frame.context):
             target = segment.target
-            if target.id in found_ids and chosen is not None:
-                target.state = LIPState(chosen[0], chosen[1])
+            box = mask_box(target.prev_mask)
+            if target.id in found_ids and chosen is not None and box is not None:
+                target.state = LIPState(enlarge_box(box, GT_MARGIN), chosen[1])
             else:
                 target.state = LIPState(target.state.box, 0.0)
