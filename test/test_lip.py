@@ -4,7 +4,6 @@ the engine, its backends and its training on the embedded synthetic data."""
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
