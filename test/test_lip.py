@@ -112,8 +112,10 @@ def test_one_maximum_and_location_continuity(untrained_lip):
     boxes = torch.tensor([[0.0, 0, 10, 10], [50, 50, 60, 60], [1, 1, 11, 11]])
     scores = torch.tensor([0.5, 0.9, 0.3])
     confident_here = LIPState((0.0, 0.0, 10.0, 10.0), 0.8)
-    # The best-scoring detection is far from where a confident target was: suppressed, the next taken.
-    assert method._choose(0, confident_here, scores, boxes) == ((0.0, 0.0, 10.0, 10.0), 0.5)
+    # The best-scoring detection is far from where a confident target was: suppressed, the next taken,
+    # its box the score-weighted vote of the kept candidates overlapping it.
+    box, score = method._choose(0, confident_here, scores, boxes)
+    assert score == 0.5 and box == pytest.approx((0.375, 0.375, 10.375, 10.375))
     # Unsure last time (or lost): no continuity, the maximum wins.
     assert method._choose(0, LIPState((0.0, 0.0, 10.0, 10.0), 0.3), scores, boxes)[0] == (50.0, 50.0, 60.0, 60.0)
     # Nothing above the id bar: no detection.
