@@ -34,16 +34,10 @@ from vos_ros.model.backbone import STRIDES
 from vos_ros.model.decision import NUM_FEATURES
 from vos_ros.model.dtn import load_dtn
 
+from tensorrt_profiles import tensorrt_and_cuda
+
 TOLERANCE = {"backbone": 1e-4, "mrn": 1e-4, "crpn_head": 1e-5, "decision": 1e-6}
 TENSORRT_FP32_SLACK = 100  # TensorRT's fp32 builds may use TF32 tensor cores (10-bit mantissa inputs)
-
-
-def _tensorrt_and_cuda() -> bool:
-    try:
-        import tensorrt  # noqa: F401
-    except ImportError:
-        return False
-    return torch.cuda.is_available()
 
 
 @pytest.fixture(scope="module")
@@ -269,14 +263,14 @@ def test_recorded_inputs_fill_every_profile(exported, clip):
 
 
 def test_tensorrt_unavailable_is_a_clear_error():
-    if _tensorrt_and_cuda():
+    if tensorrt_and_cuda():
         pytest.skip("TensorRT and a GPU are present: the backend is available")
     with pytest.raises(BackendUnavailable, match="TensorRT|CUDA GPU"):
         Tracker.from_config("cpu", untrained=True, backend="tensorrt")
 
 
 # ------------------------------------------------------------------------ GPU machines only
-@pytest.mark.skipif(not _tensorrt_and_cuda(), reason="needs the tensorrt package and a CUDA GPU")
+@pytest.mark.skipif(not tensorrt_and_cuda(), reason="needs the tensorrt package and a CUDA GPU")
 def test_tensorrt_matches_torch_and_reuses_its_engines(exported, clip, tmp_path):
     config, model, _, _ = exported
     inputs = _network_inputs(TorchBackend(model), clip, 3)

@@ -78,6 +78,22 @@ def test_cli_errors_are_clear(tmp_path):
         assert _cli("segment", "--davis", str(tmp_path)).returncode == 0  # --out is required
 
 
+def test_export_and_build_engine_follow_the_method(tmp_path):
+    """`export --method lip` writes LIP's graphs; `build-engine --method rgmp` fails clearly where
+    TensorRT or a GPU is missing (and always for int8, which only DTN's engines calibrate)."""
+    exported = _cli("export", "--method", "lip", "--untrained", "--out", str(tmp_path / "lip"))
+    assert exported.returncode == 0, exported.stderr
+    manifest = json.loads((tmp_path / "lip" / "manifest.json").read_text())
+    assert sorted(manifest["graphs"]) == ["lip_backbone", "lip_box_trunk", "lip_mask_trunk", "lip_memory"]
+    int8 = _cli("build-engine", "--method", "rgmp", "--untrained", "--precision", "int8", "--calibration", str(tmp_path))
+    assert int8.returncode == 2 and "--calibration" in int8.stderr
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        engine = _cli("build-engine", "--method", "rgmp", "--untrained", "--cache", str(tmp_path / "cache"))
+        assert engine.returncode == 2 and "tensorrt" in engine.stderr.lower()
+
+
 def test_bench_times_every_clip_against_the_flow_alone(tmp_path):
     import yaml
 

@@ -7,12 +7,17 @@ import json
 import pytest
 import torch
 
+from vos_ros.backends.base import BackendUnavailable
+from vos_ros.backends.lip import lip_profiles
+from vos_ros.backends.onnx_export import LIP_GRAPHS, LIP_SET, read_manifest
 from vos_ros.config import load_config
 from vos_ros.data.synthetic import make_clip
 from vos_ros.inference import Tracker
-from vos_ros.inference.methods.lip import LIPState, local_boxes
+from vos_ros.inference.methods.lip import LIPState, local_boxes, roi_counts
 from vos_ros.model.lip import LIP, ConvGRU, decode_boxes, encode_boxes, heatmap_boxes
 from vos_ros.training.lip_trainer import LIPTrainSettings, train_lip
+
+from tensorrt_profiles import assert_within_profiles, record_graph_inputs, tensorrt_and_cuda
 
 
 def test_the_conv_gru_has_no_biases_and_its_state_stays_within_one():
@@ -168,6 +173,7 @@ def test_onnxruntime_runs_lip_like_torch(tmp_path):
     torch_tracker = Tracker.from_config(config, untrained=True)
     ort_tracker = Tracker.from_config(config, untrained=True, backend="onnxruntime", cache_dir=str(tmp_path))
     assert ort_tracker.backend.label.startswith("onnxruntime")
+    recorded = record_graph_inputs(ort_tracker.backend)
     clip = make_clip(5, (200, 120), num_objects=2, seed=2)
     for tracker in (torch_tracker, ort_tracker):
         tracker.add_targets(clip.frames[0], clip.labels[0])
@@ -176,3 +182,17 @@ def test_onnxruntime_runs_lip_like_torch(tmp_path):
         assert (a.labels != b.labels).mean() < 1e-3
         for h_torch, h_ort in zip(torch_tracker.method._hidden, ort_tracker.method._hidden):
             assert float((h_torch - h_ort).abs().max()) < 1e-3
+    # The TensorRT engines built from the same export would take every call made here: the
+    # first-frame fit's examples and each frame's proposals included.
+    profiles = lip_profiles(config, read_manifest(ort_tracker.backend.folder, LIP_SET), roi_counts(config))
+    assert_within_profiles(recorded, profiles, {g: spec.inputs for g, spec in LIP_GRAPHS.items()})
+    assert max(call[0][0] for call in recorded["lip_box_trunk"]) > roi_counts(config)[1]  # the fit's examples
+
+
+def test_tensorrt_for_lip_needs_tensorrt_and_takes_no_int8():
+    config = load_config("cpu", {"method": "lip", "lip.channels": 16, "lip.height": 64})
+    if not tensorrt_and_cuda():
+        with pytest.raises(BackendUnavailable, match="TensorRT|CUDA GPU"):
+            Tracker.from_config(config, untrained=True, backend="tensorrt", device="cuda")
+    with pytest.raises(BackendUnavailable, match="tensorrt runs fp16"):
+        Tracker.from_config(config, untrained=True, backend="torch", precision="fp16")

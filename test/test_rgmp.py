@@ -8,6 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from vos_ros.backends.base import BackendUnavailable
+from vos_ros.backends.onnx_export import RGMP_GRAPHS, RGMP_SET, read_manifest
+from vos_ros.backends.rgmp import rgmp_profiles
 from vos_ros.config import load_config
 from vos_ros.data.synthetic import make_clip
 from vos_ros.inference import Tracker
@@ -15,6 +18,8 @@ from vos_ros.inference.types import TargetStatus
 from vos_ros.model.backbone import mobilenet_v2
 from vos_ros.model.rgmp import RGMP, MaskEncoder, soft_aggregate
 from vos_ros.training.rgmp_trainer import RGMPTrainSettings, train_rgmp
+
+from tensorrt_profiles import assert_within_profiles, record_graph_inputs, tensorrt_and_cuda
 
 
 def test_the_network_gives_two_channels_at_a_quarter_of_the_input():
@@ -132,6 +137,7 @@ def test_onnxruntime_runs_rgmp_like_torch(tmp_path):
     torch_tracker = Tracker.from_config(config, untrained=True)
     ort_tracker = Tracker.from_config(config, untrained=True, backend="onnxruntime", cache_dir=str(tmp_path))
     assert ort_tracker.backend.label.startswith("onnxruntime")
+    recorded = record_graph_inputs(ort_tracker.backend)
     clip = make_clip(5, (200, 120), num_objects=2, seed=2)
     for tracker in (torch_tracker, ort_tracker):
         tracker.add_targets(clip.frames[0], clip.labels[0])
@@ -140,6 +146,19 @@ def test_onnxruntime_runs_rgmp_like_torch(tmp_path):
         for i in (1, 2):
             difference = torch_tracker._targets[i].state.guidance - ort_tracker._targets[i].state.guidance
             assert float(difference.abs().max()) < 1e-4
+    # The TensorRT engines built from the same export would take every call made here.
+    profiles = rgmp_profiles(config, read_manifest(ort_tracker.backend.folder, RGMP_SET))
+    assert_within_profiles(recorded, profiles, {g: spec.inputs for g, spec in RGMP_GRAPHS.items()})
+    assert profiles["rgmp_propagate"]["images"].opt == (1, 3, 64, 128)  # 60 rows padded, a 16:9 frame
+
+
+def test_tensorrt_for_rgmp_needs_tensorrt_and_takes_no_int8():
+    config = load_config("cpu", {"method": "rgmp", "rgmp.channels": 16})
+    if not tensorrt_and_cuda():
+        with pytest.raises(BackendUnavailable, match="TensorRT|CUDA GPU"):
+            Tracker.from_config(config, untrained=True, backend="tensorrt", device="cuda")
+    with pytest.raises(BackendUnavailable, match="tensorrt runs fp16"):
+        Tracker.from_config(config, untrained=True, backend="onnxruntime", precision="fp16")
 
 
 def test_the_ablations_ignore_what_they_remove():

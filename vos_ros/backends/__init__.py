@@ -1,4 +1,5 @@
-"""Deployment backends for the four DTN networks: torch, ONNX Runtime, TensorRT.
+"""Deployment backends for the four DTN networks: torch, ONNX Runtime, TensorRT (RGMP's and
+LIP's networks: rgmp.py, lip.py, the same three).
 
 `create_backend` is the one entry point; the engine only sees the `Backend`
 interface (base.py). The ONNX graphs that onnxruntime and tensorrt run are

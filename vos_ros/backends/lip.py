@@ -9,9 +9,13 @@ from pathlib import Path
 
 import torch
 
+from ..model.backbone import STRIDES
 from .base import BackendUnavailable
 from .onnx_export import LIP_GRAPHS, LIP_SET, ensure_onnx, read_manifest
 from .onnxruntime import run_session, session_factory
+from .tensorrt import EngineSet, ShapeRange, frame_ranges, require_tensorrt, shape_profiles
+
+LIP_STRIDE = STRIDES[-1]  # image sides are multiples of the deepest level's stride
 
 
 class TorchLIP:
@@ -42,9 +46,28 @@ class TorchLIP:
         return self.model.mask_trunk(pooled, shortcut)
 
 
-class OnnxRuntimeLIP(TorchLIP):
-    """The four graphs as ONNX Runtime sessions (onnx_export.LIP_GRAPHS)."""
+class _ExportedLIP(TorchLIP):
+    """The four graphs (onnx_export.LIP_GRAPHS) run by `_run`; the model stays for its
+    class-agnostic last layers and the memory's zero state."""
 
+    def _run(self, graph: str, *inputs: torch.Tensor) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    def backbone(self, images):
+        return self._run("lip_backbone", images)
+
+    def memory(self, levels, hidden):
+        out = self._run("lip_memory", *levels, *hidden)
+        return out[0:3], out[3:6], out[6:8]
+
+    def box_trunk(self, pooled):
+        return self._run("lip_box_trunk", pooled)[0]
+
+    def mask_trunk(self, pooled, shortcut):
+        return self._run("lip_mask_trunk", pooled, shortcut)[0]
+
+
+class OnnxRuntimeLIP(_ExportedLIP):
     name = "onnxruntime"
 
     def __init__(self, folder: Path, model: torch.nn.Module, device: str | torch.device = "cpu", threads: int = 0):
@@ -65,27 +88,55 @@ class OnnxRuntimeLIP(TorchLIP):
     def _run(self, graph: str, *inputs: torch.Tensor) -> list[torch.Tensor]:
         return run_session(self._sessions[graph], LIP_GRAPHS[graph], inputs)
 
-    def backbone(self, images):
-        return self._run("lip_backbone", images)
 
-    def memory(self, levels, hidden):
-        out = self._run("lip_memory", *levels, *hidden)
-        return out[0:3], out[3:6], out[6:8]
+def lip_profiles(config, manifest: dict, rois: tuple[int, int, int]) -> dict[str, dict[str, ShapeRange]]:
+    """TensorRT optimisation profiles: one frame at a time, up to 1080p, opt at the working height
+    of a 16:9 frame; `rois`: the (min, opt, max) RoI count the method sends through the trunks."""
+    sides = frame_ranges(config.lip.height, LIP_STRIDE)
+    levels = {f"{axis}{stride}": tuple(v * (LIP_STRIDE // stride) for v in sides[axis])
+              for axis in ("rows", "cols") for stride in (8, 16, 32)}
+    return shape_profiles(manifest, {"batch": (1, 1, 1), "height": sides["height"], "width": sides["width"],
+                                     **levels, "rois": rois})
 
-    def box_trunk(self, pooled):
-        return self._run("lip_box_trunk", pooled)[0]
 
-    def mask_trunk(self, pooled, shortcut):
-        return self._run("lip_mask_trunk", pooled, shortcut)[0]
+class TensorRTLIP(_ExportedLIP):
+    name = "tensorrt"
+
+    def __init__(self, folder: Path, model: torch.nn.Module, config, rois: tuple[int, int, int],
+                 device: str | torch.device = "cuda", precision: str = "fp16", cache_dir: Path | None = None,
+                 rebuild: bool = False):
+        manifest = read_manifest(folder, LIP_SET)
+        if manifest is None:
+            raise BackendUnavailable(f"no complete LIP ONNX export in {folder}")
+        self._engines = EngineSet(folder, manifest, LIP_GRAPHS, lip_profiles(config, manifest, rois), device,
+                                  precision, cache_dir, rebuild)
+        self.device, self.precision, self.built = self._engines.device, precision, self._engines.built
+        self.model = model.to(self.device).eval()
+
+    @property
+    def label(self) -> str:
+        return f"tensorrt {self.precision} ({self._engines.gpu_name})"
+
+    def _run(self, graph: str, *inputs: torch.Tensor) -> list[torch.Tensor]:
+        return self._engines.runners[graph](*inputs)
 
 
 def create_lip_backend(name: str, model: torch.nn.Module, config, device: str, precision: str | None,
-                       cache_dir: Path | None) -> TorchLIP:
-    """torch (fp32) or onnxruntime (fp32, graphs exported into the cache on first use)."""
+                       cache_dir: Path | None, rois: tuple[int, int, int], rebuild: bool = False) -> TorchLIP:
+    """torch or onnxruntime (fp32), tensorrt (fp16, the default there, or fp32); the graphs are
+    exported into the cache on first use, TensorRT engines built from them cached beside them.
+    `rois`: the (min, opt, max) RoI count the method sends through the trunks (TensorRT's profile)."""
+    if name == "tensorrt":
+        require_tensorrt(device)  # fail before the export when TensorRT or the GPU is missing
+        if precision not in (None, "fp16", "fp32"):
+            raise BackendUnavailable(f"method lip runs tensorrt at fp16 or fp32, not {precision} "
+                                     "(no int8 calibration for its graphs)")
+        return TensorRTLIP(ensure_onnx(model, config, cache_dir, LIP_SET), model, config, rois, device,
+                           precision or "fp16", cache_dir, rebuild)
     if precision not in (None, "fp32"):
-        raise BackendUnavailable(f"method lip runs fp32 only so far, not {precision}")
+        raise BackendUnavailable(f"method lip runs {name} at fp32 only, not {precision} (tensorrt runs fp16)")
     if name == "torch":
         return TorchLIP(model, device)
     if name == "onnxruntime":
         return OnnxRuntimeLIP(ensure_onnx(model, config, cache_dir, LIP_SET), model, device, config.threads)
-    raise BackendUnavailable(f"method lip runs on torch or onnxruntime, not {name} (no TensorRT build for it yet)")
+    raise BackendUnavailable(f"method lip runs on torch, onnxruntime or tensorrt, not {name}")

@@ -9,8 +9,9 @@ from pathlib import Path
 import torch
 
 from .base import BackendUnavailable
-from .onnx_export import RGMP_GRAPHS, RGMP_SET, ensure_onnx, read_manifest
+from .onnx_export import RGMP_GRAPHS, RGMP_SET, RGMP_STRIDE, ensure_onnx, read_manifest
 from .onnxruntime import run_session, session_factory
+from .tensorrt import EngineSet, ShapeRange, frame_ranges, object_range, require_tensorrt, shape_profiles
 
 
 class TorchRGMP:
@@ -34,9 +35,20 @@ class TorchRGMP:
         return self.model(references, images, guidance)
 
 
-class OnnxRuntimeRGMP(TorchRGMP):
-    """The two passes as ONNX Runtime sessions of the exported graphs (onnx_export.RGMP_GRAPHS)."""
+class _ExportedRGMP(TorchRGMP):
+    """The two passes run as exported graphs (onnx_export.RGMP_GRAPHS) by `_run`."""
 
+    def _run(self, graph: str, *inputs: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def reference(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        return self._run("rgmp_reference", images, masks)
+
+    def propagate(self, references: torch.Tensor, images: torch.Tensor, guidance: torch.Tensor) -> torch.Tensor:
+        return self._run("rgmp_propagate", references, images, guidance)
+
+
+class OnnxRuntimeRGMP(_ExportedRGMP):
     name = "onnxruntime"
 
     def __init__(self, folder: Path, device: str | torch.device = "cpu", threads: int = 0):
@@ -56,20 +68,49 @@ class OnnxRuntimeRGMP(TorchRGMP):
     def _run(self, graph: str, *inputs: torch.Tensor) -> torch.Tensor:
         return run_session(self._sessions[graph], RGMP_GRAPHS[graph], inputs)[0]
 
-    def reference(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        return self._run("rgmp_reference", images, masks)
 
-    def propagate(self, references: torch.Tensor, images: torch.Tensor, guidance: torch.Tensor) -> torch.Tensor:
-        return self._run("rgmp_propagate", references, images, guidance)
+def rgmp_profiles(config, manifest: dict) -> dict[str, dict[str, ShapeRange]]:
+    """TensorRT optimisation profiles: one pass per object, frames up to 1080p, opt at the
+    working height (its largest scale) of a 16:9 frame."""
+    rows = round(config.rgmp.height * max(config.rgmp.scales))
+    return shape_profiles(manifest, {"batch": object_range(config), **frame_ranges(rows, RGMP_STRIDE)})
+
+
+class TensorRTRGMP(_ExportedRGMP):
+    name = "tensorrt"
+
+    def __init__(self, folder: Path, config, device: str | torch.device = "cuda", precision: str = "fp16",
+                 cache_dir: Path | None = None, rebuild: bool = False):
+        manifest = read_manifest(folder, RGMP_SET)
+        if manifest is None:
+            raise BackendUnavailable(f"no complete RGMP ONNX export in {folder}")
+        self._engines = EngineSet(folder, manifest, RGMP_GRAPHS, rgmp_profiles(config, manifest), device, precision,
+                                  cache_dir, rebuild)
+        self.device, self.precision, self.built = self._engines.device, precision, self._engines.built
+
+    @property
+    def label(self) -> str:
+        return f"tensorrt {self.precision} ({self._engines.gpu_name})"
+
+    def _run(self, graph: str, *inputs: torch.Tensor) -> torch.Tensor:
+        return self._engines.runners[graph](*inputs)[0]
 
 
 def create_rgmp_backend(name: str, model: torch.nn.Module, config, device: str, precision: str | None,
-                        cache_dir: Path | None) -> TorchRGMP:
-    """torch (fp32) or onnxruntime (fp32, graphs exported into the cache on first use)."""
+                        cache_dir: Path | None, rebuild: bool = False) -> TorchRGMP:
+    """torch or onnxruntime (fp32), tensorrt (fp16, the default there, or fp32); the graphs are
+    exported into the cache on first use, TensorRT engines built from them cached beside them."""
+    if name == "tensorrt":
+        require_tensorrt(device)  # fail before the export when TensorRT or the GPU is missing
+        if precision not in (None, "fp16", "fp32"):
+            raise BackendUnavailable(f"method rgmp runs tensorrt at fp16 or fp32, not {precision} "
+                                     "(no int8 calibration for its graphs)")
+        return TensorRTRGMP(ensure_onnx(model, config, cache_dir, RGMP_SET), config, device, precision or "fp16",
+                            cache_dir, rebuild)
     if precision not in (None, "fp32"):
-        raise BackendUnavailable(f"method rgmp runs fp32 only so far, not {precision}")
+        raise BackendUnavailable(f"method rgmp runs {name} at fp32 only, not {precision} (tensorrt runs fp16)")
     if name == "torch":
         return TorchRGMP(model, device)
     if name == "onnxruntime":
         return OnnxRuntimeRGMP(ensure_onnx(model, config, cache_dir, RGMP_SET), device, config.threads)
-    raise BackendUnavailable(f"method rgmp runs on torch or onnxruntime, not {name} (no TensorRT build for it yet)")
+    raise BackendUnavailable(f"method rgmp runs on torch, onnxruntime or tensorrt, not {name}")

@@ -16,6 +16,10 @@ export of the MRN graph with the adapted weights and kept in memory only (fp16 f
 int8 backend: the calibration table is the offline weights'). Building it takes
 seconds to a minute on a Jetson, in the background where adaptation.background is on.
 
+`EngineSet` builds or loads the engines of any exported graph set: DTN's four
+(`TensorRTBackend`), RGMP's two and LIP's four (backends/rgmp.py, backends/lip.py, with
+their own optimisation profiles from `shape_profiles`).
+
 Engine cache: CACHE/tensorrt/<graph>-<key[:16]>.engine with a .json beside it
 holding the key's fields: ONNX file sha256, TensorRT version, GPU name and
 compute capability, precision, optimisation profile. A cached engine whose
@@ -36,7 +40,7 @@ import torch
 
 from ..config import EngineConfig
 from .base import PRECISIONS, Backend, BackendUnavailable
-from .onnx_export import GRAPHS, default_cache_dir, export_mrn, mrn_levels, read_manifest
+from .onnx_export import GRAPHS, GraphSpec, default_cache_dir, export_mrn, mrn_levels, read_manifest
 
 MIN_VERSION = (8, 6)  # name-based tensors (set_input_shape / execute_async_v3) and opset 17
 WORKSPACE_BYTES = 1 << 30  # builder scratch memory; Jetson boards share it with the CPU
@@ -66,7 +70,7 @@ def max_anchors(config: EngineConfig) -> int:
 
 
 def optimisation_profiles(config: EngineConfig, manifest: dict) -> dict[str, dict[str, ShapeRange]]:
-    """graph -> input -> min/opt/max shapes; static dimensions come from the exported graph."""
+    """DTN's graphs: graph -> input -> min/opt/max shapes."""
     k = config.tracking.max_objects
     per_target = config.crpn.grid ** 2 * len(config.crpn.multipliers) ** 2
     if config.features.mode == "target_region":  # one square region per target
@@ -75,8 +79,27 @@ def optimisation_profiles(config: EngineConfig, manifest: dict) -> dict[str, dic
     else:  # one padded frame
         regions = (1, 1, 1)
         height, width = (tuple(s[i] for s in FULL_FRAME_SIDES) for i in (0, 1))
-    ranges = {"objects": (1, min(OPT_OBJECTS, k), k), "anchors": (1, per_target, max_anchors(config)),
-              "batch": regions, "height": height, "width": width}
+    return shape_profiles(manifest, {"objects": object_range(config), "anchors": (1, per_target, max_anchors(config)),
+                                     "batch": regions, "height": height, "width": width})
+
+
+def object_range(config: EngineConfig) -> tuple[int, int, int]:
+    k = config.tracking.max_objects
+    return 1, min(OPT_OBJECTS, k), k
+
+
+def frame_ranges(rows: int, stride: int) -> dict[str, tuple[int, int, int]]:
+    """Padded frame sides from the smallest to 1080p, opt at `rows` (a 16:9 frame), and the
+    sides of the stride-`stride` level they give (`rows`, `cols`)."""
+    opt = tuple(-(-side // stride) * stride for side in (rows, round(rows * 16 / 9)))
+    sides = {"height": (stride, opt[0], FULL_FRAME_SIDES[-1][0]), "width": (stride, opt[1], FULL_FRAME_SIDES[-1][1])}
+    return {**sides, "rows": tuple(v // stride for v in sides["height"]),
+            "cols": tuple(v // stride for v in sides["width"])}
+
+
+def shape_profiles(manifest: dict, ranges: dict[str, tuple[int, int, int]]) -> dict[str, dict[str, ShapeRange]]:
+    """graph -> input -> min/opt/max shapes: each named dynamic dimension of the export takes its
+    (min, opt, max) from `ranges`; static dimensions come from the exported graph."""
     profiles: dict[str, dict[str, ShapeRange]] = {}
     for graph, entry in manifest["graphs"].items():
         profiles[graph] = {}
@@ -227,15 +250,15 @@ class _EngineRunner:
     (TensorRT's ExecutionContext documentation).
     """
 
-    def __init__(self, trt, engine, graph: str, device: torch.device):
+    def __init__(self, trt, engine, spec: GraphSpec, device: torch.device):
         self.engine = engine  # the context needs its engine alive
         self.context = engine.create_execution_context()
-        self.inputs, self.outputs = GRAPHS[graph].inputs, GRAPHS[graph].outputs
+        self.inputs, self.outputs = spec.inputs, spec.outputs
         self.device = device
         self.stream = torch.cuda.Stream(device)
         for name in self.inputs + self.outputs:
             if engine.get_tensor_dtype(name) != trt.float32:
-                raise RuntimeError(f"{graph} engine tensor {name} is {engine.get_tensor_dtype(name)}, expected float32")
+                raise RuntimeError(f"{spec.name} engine tensor {name} is {engine.get_tensor_dtype(name)}, expected float32")
 
     def __call__(self, *tensors: torch.Tensor) -> list[torch.Tensor]:
         with torch.cuda.device(self.device):  # TensorRT runs on the current CUDA device
@@ -263,6 +286,73 @@ class _EngineRunner:
             raise RuntimeError(f"TensorRT rejected the address of tensor {name}")
 
 
+class EngineSet:
+    """The engines of one exported graph set, from the cache or built now, each with its runner.
+
+    `calibrator(engines, graph, calibration_file)` gives the int8 calibrator of a graph that has
+    to be built at int8; without one, int8 takes cached engines only.
+    """
+
+    def __init__(self, onnx_folder: Path, manifest: dict, graphs: dict[str, GraphSpec],
+                 profiles: dict[str, dict[str, ShapeRange]], device: str | torch.device = "cuda",
+                 precision: str = "fp16", cache_dir: Path | None = None, rebuild: bool = False,
+                 calibrator: Callable[[EngineSet, str, Path], object] | None = None):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, not {precision}")
+        trt = self.trt = require_tensorrt(device)
+        self.device, self.precision, self.graphs, self.profiles = torch.device(device), precision, graphs, profiles
+        if self.device.index is None:
+            self.device = torch.device("cuda", torch.cuda.current_device())
+        self.gpu_name, capability = gpu_identity(self.device)
+        cache = EngineCache(Path(cache_dir or default_cache_dir()) / "tensorrt")
+        self.logger = trt.Logger(trt.Logger.WARNING)
+        self.runtime = trt.Runtime(self.logger)  # outlives the engines it deserialises
+        self.built: list[str] = []  # graphs built now (the others came from the cache)
+        self.runners: dict[str, _EngineRunner] = {}
+        for graph, entry in manifest["graphs"].items():
+            fields = engine_fields(entry["sha256"], trt.__version__, self.gpu_name, capability, precision,
+                                   profiles[graph])
+            calibration_file = cache.path(graph, fields).with_suffix(".calib")
+
+            def build(graph=graph, entry=entry, calibration_file=calibration_file) -> bytes:
+                int8 = None
+                if precision == "int8":
+                    if calibrator is None:
+                        raise BackendUnavailable(
+                            f"no cached int8 engine for {graph}: build it with vos-ros build-engine --precision int8 "
+                            "--calibration FRAMES (int8 needs real frames to calibrate)")
+                    int8 = calibrator(self, graph, calibration_file)
+                print(f"building the TensorRT {precision} engine for {graph} (once per GPU and TensorRT version)",
+                      flush=True)
+                return _build_serialized(trt, self.logger, Path(onnx_folder) / entry["file"], profiles[graph],
+                                         precision, int8)
+
+            if rebuild:
+                calibration_file.unlink(missing_ok=True)
+            with torch.cuda.device(self.device):  # TensorRT builds and deserialises on the current device
+                engine, built = cache.load_or_build(graph, fields, build, self.runtime.deserialize_cuda_engine, rebuild)
+                self.runners[graph] = _EngineRunner(trt, engine, graphs[graph], self.device)
+            if built:
+                self.built.append(graph)
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """One run per engine at its opt shapes: the first frame then does not pay for lazy
+        CUDA module loading and memory allocation."""
+        for graph, runner in self.runners.items():
+            runner(*(torch.zeros(self.profiles[graph][name].opt, device=self.device) for name in runner.inputs))
+        torch.cuda.synchronize(self.device)
+
+    def compile(self, graph: str, onnx: bytes, precision: str) -> _EngineRunner:
+        """A runner for an in-memory export of `graph` (new weights, same profile), not cached."""
+        data = _build_serialized(self.trt, self.logger, onnx, self.profiles[graph], precision)
+        with torch.cuda.device(self.device):
+            engine = self.runtime.deserialize_cuda_engine(data)
+            if engine is None:
+                raise RuntimeError(f"TensorRT could not deserialise the {graph} engine it just built")
+            return _EngineRunner(self.trt, engine, self.graphs[graph], self.device)
+
+
 class TensorRTBackend(Backend):
     name = "tensorrt"
 
@@ -274,66 +364,30 @@ class TensorRTBackend(Backend):
         whenever an engine is not cached yet."""
         from .calibration import BatchFeeder, calibration_batches
 
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, not {precision}")
-        trt = require_tensorrt(device)
-        self.device, self.precision = torch.device(device), precision
-        if self.device.index is None:
-            self.device = torch.device("cuda", torch.cuda.current_device())
         manifest = read_manifest(onnx_folder)
         if manifest is None:
             raise BackendUnavailable(f"no complete ONNX export in {onnx_folder} (vos-ros export writes one)")
-        self.gpu_name, capability = gpu_identity(self.device)
-        profiles = optimisation_profiles(config, manifest)
-        cache = EngineCache(Path(cache_dir or default_cache_dir()) / "tensorrt")
-        logger = trt.Logger(trt.Logger.WARNING)
-        runtime = self._runtime = trt.Runtime(logger)  # outlives the engines it deserialises
         recorded: dict[str, list] = {}
-        self.built: list[str] = []  # graphs built now (the others came from the cache)
-        self._runners: dict[str, _EngineRunner] = {}
-        self._trt, self._logger, self._mrn_profile = trt, logger, profiles["mrn"]
-        for graph, entry in manifest["graphs"].items():
-            fields = engine_fields(entry["sha256"], trt.__version__, self.gpu_name, capability, precision,
-                                   profiles[graph])
 
-            def build(graph=graph, entry=entry, fields=fields) -> bytes:
-                calibrator = None
-                if precision == "int8":
-                    if calibration_inputs is None:
-                        raise BackendUnavailable(
-                            f"no cached int8 engine for {graph}: build it with vos-ros build-engine --precision int8 "
-                            "--calibration FRAMES (int8 needs real frames to calibrate)")
-                    if not recorded:
-                        recorded.update(calibration_inputs())
-                    opt = [profiles[graph][name].opt for name in GRAPHS[graph].inputs]
-                    feeder = BatchFeeder(calibration_batches(recorded[graph], opt), GRAPHS[graph].inputs, self.device)
-                    calibrator = _entropy_calibrator(trt, feeder, cache.path(graph, fields).with_suffix(".calib"))
-                print(f"building the TensorRT {precision} engine for {graph} (once per GPU and TensorRT version)",
-                      flush=True)
-                return _build_serialized(trt, logger, Path(onnx_folder) / entry["file"], profiles[graph], precision,
-                                         calibrator)
+        def calibrator(engines: EngineSet, graph: str, calibration_file: Path):
+            if not recorded:
+                recorded.update(calibration_inputs())
+            inputs = GRAPHS[graph].inputs
+            opt = [engines.profiles[graph][name].opt for name in inputs]
+            feeder = BatchFeeder(calibration_batches(recorded[graph], opt), inputs, engines.device)
+            return _entropy_calibrator(engines.trt, feeder, calibration_file)
 
-            if rebuild:
-                cache.path(graph, fields).with_suffix(".calib").unlink(missing_ok=True)
-            with torch.cuda.device(self.device):  # TensorRT builds and deserialises on the current device
-                engine, built = cache.load_or_build(graph, fields, build, runtime.deserialize_cuda_engine, rebuild)
-                self._runners[graph] = _EngineRunner(trt, engine, graph, self.device)
-            if built:
-                self.built.append(graph)
+        self._engines = EngineSet(onnx_folder, manifest, GRAPHS, optimisation_profiles(config, manifest), device,
+                                  precision, cache_dir, rebuild, calibrator if calibration_inputs else None)
+        self.device, self.precision = self._engines.device, precision
+        self.gpu_name, self.built = self._engines.gpu_name, self._engines.built
+        self._runners = self._engines.runners
         self.mrn_roi_sizes, self._backbone_channels = mrn_levels(manifest)
         self._offline_mrn = self._runners["mrn"]
-        self._warm_up(profiles)
 
     @property
     def label(self) -> str:
         return f"tensorrt {self.precision} ({self.gpu_name})"
-
-    def _warm_up(self, profiles: dict[str, dict[str, ShapeRange]]) -> None:
-        """One run per engine at its opt shapes: the first frame then does not pay for lazy
-        CUDA module loading and memory allocation."""
-        for graph, runner in self._runners.items():
-            runner(*(torch.zeros(profiles[graph][name].opt, device=self.device) for name in runner.inputs))
-        torch.cuda.synchronize(self.device)
 
     def backbone(self, images: torch.Tensor) -> list[torch.Tensor]:
         return self._runners["backbone"](images)
@@ -350,13 +404,7 @@ class TensorRTBackend(Backend):
 
     def compile_mrn(self, mrn: torch.nn.Module) -> _EngineRunner:
         precision = "fp16" if self.precision == "int8" else self.precision
-        data = _build_serialized(self._trt, self._logger, export_mrn(mrn, self._backbone_channels), self._mrn_profile,
-                                 precision)
-        with torch.cuda.device(self.device):
-            engine = self._runtime.deserialize_cuda_engine(data)
-            if engine is None:
-                raise RuntimeError("TensorRT could not deserialise the adapted MRN engine it just built")
-            return _EngineRunner(self._trt, engine, "mrn", self.device)
+        return self._engines.compile("mrn", export_mrn(mrn, self._backbone_channels), precision)
 
     def use_mrn(self, compiled: _EngineRunner | None) -> None:
         self._runners["mrn"] = self._offline_mrn if compiled is None else compiled

@@ -246,12 +246,33 @@ def demo(args) -> int:
 
 
 # ----------------------------------------------------------------------------- deploy
-def export(args) -> int:
-    from ..backends.onnx_export import export_onnx
+def _method_config(args):
+    return load_config(args.config, {} if args.method is None else {"method": args.method})
+
+
+def _method_networks(config, args):
+    """The networks of the config's method (weights loaded) and the graph set they export to."""
+    from ..backends import onnx_export
+
+    if config.method == "rgmp":
+        from ..inference.methods.rgmp import load_rgmp
+
+        return load_rgmp(config, args.weights, args.untrained), onnx_export.RGMP_SET
+    if config.method == "lip":
+        from ..inference.methods.lip import load_lip
+
+        return load_lip(config, args.weights, args.untrained), onnx_export.LIP_SET
     from ..model.dtn import load_dtn
 
-    config = load_config(args.config)
-    manifest = export_onnx(load_dtn(config, args.weights, args.untrained), config, Path(args.out))
+    return load_dtn(config, args.weights, args.untrained), onnx_export.DTN_SET
+
+
+def export(args) -> int:
+    from ..backends.onnx_export import export_onnx
+
+    config = _method_config(args)
+    model, graph_set = _method_networks(config, args)
+    manifest = export_onnx(model, config, Path(args.out), graph_set=graph_set)
     for name, graph in manifest["graphs"].items():
         inputs = ", ".join(f"{k}{v}" for k, v in graph["inputs"].items())
         print(f"{name}: {graph['file']} opset {graph['opset']}, inputs {inputs}")
@@ -287,21 +308,28 @@ def _calibration_clips(source: str):
 
 def build_engine(args) -> int:
     from ..backends import create_backend
-    from ..inference.calibration import record_network_inputs
     from ..backends.onnx_export import default_cache_dir
-    from ..model.dtn import load_dtn
+    from ..inference.calibration import record_network_inputs
+    from ..inference.engine import Tracker
 
-    config = load_config(args.config)
-    if args.precision == "int8" and not args.calibration:
-        raise ValueError("--precision int8 needs --calibration (a DAVIS root or a folder of camera frames)")
-    model = load_dtn(config, args.weights, args.untrained)
-
-    def calibration_inputs():  # runs only when an int8 engine has to be built
-        return record_network_inputs(model, config, _calibration_clips(args.calibration), args.device)
-
-    backend = create_backend("tensorrt", model, config, args.device, args.precision, args.cache,
-                             calibration_inputs if args.calibration else None, args.rebuild)
+    config = _method_config(args)
     cache = Path(args.cache) if args.cache else default_cache_dir()
+    if config.method != "dtn":  # RGMP and LIP: fp16 or fp32 engines, built as their tracker starts
+        if args.calibration or args.rebuild:
+            raise ValueError(f"--calibration and --rebuild are for method dtn; method {config.method} builds fp16 "
+                             f"or fp32 engines (delete {cache / 'tensorrt'} to rebuild them)")
+        backend = Tracker.from_config(config, weights=args.weights, device=args.device, untrained=args.untrained,
+                                      backend="tensorrt", precision=args.precision, cache_dir=args.cache).backend
+    else:
+        if args.precision == "int8" and not args.calibration:
+            raise ValueError("--precision int8 needs --calibration (a DAVIS root or a folder of camera frames)")
+        model, _ = _method_networks(config, args)
+
+        def calibration_inputs():  # runs only when an int8 engine has to be built
+            return record_network_inputs(model, config, _calibration_clips(args.calibration), args.device)
+
+        backend = create_backend("tensorrt", model, config, args.device, args.precision, args.cache,
+                                 calibration_inputs if args.calibration else None, args.rebuild)
     built = ", ".join(backend.built) or "none (all cached)"
     print(f"{backend.label}: engines built now: {built}; cache: {cache / 'tensorrt'}; warmed up")
     return 0

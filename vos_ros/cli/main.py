@@ -12,14 +12,14 @@ from ..inference.types import EngineInputError
 
 def _add_network_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default="cpu", help="cpu | gpu | path to a YAML config (default: cpu)")
-    p.add_argument("--weights", default=None, help="DTN weights file (default: the config's shipped weights)")
+    p.add_argument("--weights", default=None, help="the method's weights file (default: the config's shipped weights)")
     p.add_argument("--untrained", action="store_true",
                    help="ImageNet backbone + random heads instead of trained weights (development only)")
+    p.add_argument("--method", default=None, help=f"per-frame segmenter: {' | '.join(METHOD_NAMES)} (default: the config's `method`)")
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     _add_network_args(p)
-    p.add_argument("--method", default=None, help=f"per-frame segmenter: {' | '.join(METHOD_NAMES)} (default: the config's `method`)")
     p.add_argument("--device", default=None, help="cpu | cuda (default: the config's; cuda for tensorrt)")
     p.add_argument("--theta-c", type=float, default=None, help="decision threshold (default: the config's)")
     p.add_argument("--backend", default="torch", choices=BACKENDS, help="inference backend (default: torch)")
@@ -176,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--frames", type=int, default=90)
     _add_model_args(demo)
 
-    export = sub.add_parser("export", help="ONNX graphs of the four networks (+ manifest.json), checked and simplified")
+    export = sub.add_parser("export", help="ONNX graphs of the method's networks (+ manifest.json), checked and simplified")
     _add_network_args(export)
     export.add_argument("--out", required=True, help="output folder")
 
@@ -185,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--device", default="cuda", help="CUDA device (default: cuda)")
     build.add_argument("--precision", default="fp16", choices=PRECISIONS, help="default: fp16")
     build.add_argument("--calibration", default=None,
-                       help="int8: a DAVIS root (annotated sequences) or a folder of consecutive camera frames")
+                       help="int8 (method dtn): a DAVIS root (annotated sequences) or a folder of consecutive camera frames")
     build.add_argument("--cache", default=None, help="cache folder (default: $VOS_ROS_CACHE or ~/.cache/vos_ros)")
     build.add_argument("--rebuild", action="store_true", help="rebuild even when a cached engine fits")
     return parser

@@ -51,6 +51,7 @@ from .rgmp import padded
 
 FIT_POSITIVES, FIT_NEGATIVES, FIT_MASKS = 48, 96, 16  # first-frame examples per target
 LOCAL_SCALES, LOCAL_SHIFT = (0.8, 1.0, 1.25), 0.2
+LOCAL_OFFSETS = ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))  # in place, then a shift each way
 VOTE_IOU = 0.5  # candidates this close to the best one vote on its box
 
 
@@ -78,6 +79,14 @@ def load_lip(config: EngineConfig, weights: str | None = None, untrained: bool =
     return model.eval()
 
 
+def roi_counts(config: EngineConfig) -> tuple[int, int, int]:
+    """(min, opt, max) RoIs per trunk call: a frame's proposals with one target's local boxes
+    (opt), up to a first-frame fit's examples or every target's local boxes (max)."""
+    proposals, local = config.lip.proposals, len(LOCAL_SCALES) * len(LOCAL_OFFSETS)
+    fit = FIT_POSITIVES + FIT_NEGATIVES + proposals
+    return 1, proposals + local, max(fit, proposals + local * config.tracking.max_objects)
+
+
 def local_boxes(box: tuple[float, float, float, float]) -> list[tuple[float, float, float, float]]:
     """Proposals around a target's last box: three scales, each in place and shifted a fifth
     of its size four ways."""
@@ -85,7 +94,7 @@ def local_boxes(box: tuple[float, float, float, float]) -> list[tuple[float, flo
     cx, cy, w, h = (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1
     boxes = []
     for s in LOCAL_SCALES:
-        for dx, dy in ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)):
+        for dx, dy in LOCAL_OFFSETS:
             mx, my = cx + dx * LOCAL_SHIFT * w, cy + dy * LOCAL_SHIFT * h
             boxes.append((mx - s * w / 2, my - s * h / 2, mx + s * w / 2, my + s * h / 2))
     return boxes
@@ -108,7 +117,7 @@ class LIPMethod(Method):
     def from_config(cls, config, weights=None, device="cpu", untrained=False, backend="torch", precision=None,
                     cache_dir=None) -> "LIPMethod":
         model = load_lip(config, weights, untrained)
-        return cls(config, create_lip_backend(backend, model, config, device, precision, cache_dir))
+        return cls(config, create_lip_backend(backend, model, config, device, precision, cache_dir, roi_counts(config)))
 
     def reset(self) -> None:
         self._hidden: list[torch.Tensor] | None = None
