@@ -103,13 +103,12 @@ class TensorRTLIP(_ExportedLIP):
     name = "tensorrt"
 
     def __init__(self, folder: Path, model: torch.nn.Module, config, rois: tuple[int, int, int],
-                 device: str | torch.device = "cuda", precision: str = "fp16", cache_dir: Path | None = None,
-                 rebuild: bool = False):
+                 device: str | torch.device = "cuda", precision: str = "fp16", cache_dir: Path | None = None):
         manifest = read_manifest(folder, LIP_SET)
         if manifest is None:
             raise BackendUnavailable(f"no complete LIP ONNX export in {folder}")
         self._engines = EngineSet(folder, manifest, LIP_GRAPHS, lip_profiles(config, manifest, rois), device,
-                                  precision, cache_dir, rebuild)
+                                  precision, cache_dir)
         self.device, self.precision, self.built = self._engines.device, precision, self._engines.built
         self.model = model.to(self.device).eval()
 
@@ -122,7 +121,7 @@ class TensorRTLIP(_ExportedLIP):
 
 
 def create_lip_backend(name: str, model: torch.nn.Module, config, device: str, precision: str | None,
-                       cache_dir: Path | None, rois: tuple[int, int, int], rebuild: bool = False) -> TorchLIP:
+                       cache_dir: Path | None, rois: tuple[int, int, int]) -> TorchLIP:
     """torch or onnxruntime (fp32), tensorrt (fp16, the default there, or fp32); the graphs are
     exported into the cache on first use, TensorRT engines built from them cached beside them.
     `rois`: the (min, opt, max) RoI count the method sends through the trunks (TensorRT's profile)."""
@@ -132,7 +131,7 @@ def create_lip_backend(name: str, model: torch.nn.Module, config, device: str, p
             raise BackendUnavailable(f"method lip runs tensorrt at fp16 or fp32, not {precision} "
                                      "(no int8 calibration for its graphs)")
         return TensorRTLIP(ensure_onnx(model, config, cache_dir, LIP_SET), model, config, rois, device,
-                           precision or "fp16", cache_dir, rebuild)
+                           precision or "fp16", cache_dir)
     if precision not in (None, "fp32"):
         raise BackendUnavailable(f"method lip runs {name} at fp32 only, not {precision} (tensorrt runs fp16)")
     if name == "torch":

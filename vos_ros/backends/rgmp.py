@@ -80,12 +80,12 @@ class TensorRTRGMP(_ExportedRGMP):
     name = "tensorrt"
 
     def __init__(self, folder: Path, config, device: str | torch.device = "cuda", precision: str = "fp16",
-                 cache_dir: Path | None = None, rebuild: bool = False):
+                 cache_dir: Path | None = None):
         manifest = read_manifest(folder, RGMP_SET)
         if manifest is None:
             raise BackendUnavailable(f"no complete RGMP ONNX export in {folder}")
         self._engines = EngineSet(folder, manifest, RGMP_GRAPHS, rgmp_profiles(config, manifest), device, precision,
-                                  cache_dir, rebuild)
+                                  cache_dir)
         self.device, self.precision, self.built = self._engines.device, precision, self._engines.built
 
     @property
@@ -97,7 +97,7 @@ class TensorRTRGMP(_ExportedRGMP):
 
 
 def create_rgmp_backend(name: str, model: torch.nn.Module, config, device: str, precision: str | None,
-                        cache_dir: Path | None, rebuild: bool = False) -> TorchRGMP:
+                        cache_dir: Path | None) -> TorchRGMP:
     """torch or onnxruntime (fp32), tensorrt (fp16, the default there, or fp32); the graphs are
     exported into the cache on first use, TensorRT engines built from them cached beside them."""
     if name == "tensorrt":
@@ -106,7 +106,7 @@ def create_rgmp_backend(name: str, model: torch.nn.Module, config, device: str, 
             raise BackendUnavailable(f"method rgmp runs tensorrt at fp16 or fp32, not {precision} "
                                      "(no int8 calibration for its graphs)")
         return TensorRTRGMP(ensure_onnx(model, config, cache_dir, RGMP_SET), config, device, precision or "fp16",
-                            cache_dir, rebuild)
+                            cache_dir)
     if precision not in (None, "fp32"):
         raise BackendUnavailable(f"method rgmp runs {name} at fp32 only, not {precision} (tensorrt runs fp16)")
     if name == "torch":
