@@ -13,7 +13,7 @@ from vos_ros.backends.onnx_export import LIP_GRAPHS, LIP_SET, read_manifest
 from vos_ros.config import load_config
 from vos_ros.data.synthetic import make_clip
 from vos_ros.inference import Tracker
-from vos_ros.inference.methods.lip import LIPState, local_boxes, roi_counts
+from vos_ros.inference.methods.lip import LIPState, local_boxes, mask_grid_box, roi_counts
 from vos_ros.model.lip import LIP, ConvGRU, decode_boxes, encode_boxes, heatmap_boxes
 from vos_ros.training.lip_trainer import LIPTrainSettings, train_lip
 
@@ -127,6 +127,29 @@ def test_one_maximum_and_location_continuity(untrained_lip):
     assert method._choose(0, confident_here, torch.tensor([0.1, 0.15, 0.2]), boxes) is None
 
 
+def test_the_id_head_is_refitted_online_on_a_bounded_set_of_examples():
+    config = load_config("cpu", {"method": "lip", "lip.channels": 16, "lip.height": 64, "lip.fit_id_loss": 0.0,
+                                 "lip.update_score": 0.0, "lip.update_every": 2, "lip.update_memory": 3})
+    tracker = Tracker.from_config(config, untrained=True)
+    clip = make_clip(12, (160, 96), num_objects=1, seed=3)
+    tracker.add_targets(clip.frames[0], clip.labels[0])
+    tracker.step(clip.frames[1])
+    before = tracker.method._heads.id.weight.clone()
+    for frame in clip.frames[2:]:
+        tracker.step(frame)
+    update = tracker.method.last_update
+    assert update["iterations"] == config.lip.update_iterations and update["id_after"] < update["id_before"]
+    assert len(tracker.method._updates[1]) == 3  # 5 updates in 11 frames, the last 3 kept
+    assert not torch.equal(before, tracker.method._heads.id.weight)
+    tracker.remove_targets([1])
+    assert not tracker.method._updates
+
+
+def test_a_box_on_the_mask_grid_maps_into_its_roi():
+    assert mask_grid_box((0, 0, 28, 28), (10.0, 20.0, 38.0, 76.0)) == (10.0, 20.0, 38.0, 76.0)
+    assert mask_grid_box((7, 14, 21, 28), (0.0, 0.0, 56.0, 28.0)) == (14.0, 14.0, 42.0, 28.0)
+
+
 def test_lip_state_stays_the_same_size_over_a_long_stream(untrained_lip):
     tracker = untrained_lip
     clip = make_clip(2, (64, 64), num_objects=1, seed=4)
@@ -138,11 +161,17 @@ def test_lip_state_stays_the_same_size_over_a_long_stream(untrained_lip):
         tensors = [*method._hidden, *(t for e in method._examples.values() for t in vars(e).values())]
         return sum(t.numel() * t.element_size() for t in tensors)
 
-    tracker.step(clip.frames[1])
+    lip = tracker.config.lip
+    for k in range(lip.update_every * (lip.update_memory + 1)):  # the online examples at their bound
+        tracker.step(clip.frames[1 - k % 2])
     before = state_bytes()
     for k in range(2000):
         tracker.step(clip.frames[k % 2])
     assert state_bytes() == before
+    # The online examples: at most update_memory sets per target, each at most one fit's RoIs.
+    rows = roi_counts(tracker.config)[2]
+    assert all(len(sets) <= lip.update_memory and all(len(f) <= rows for f, _ in sets)
+               for sets in tracker.method._updates.values())
     assert float(max(h.abs().max() for h in tracker.method._hidden)) <= 1.0
 
 

@@ -21,15 +21,21 @@ Choices where the paper is silent:
   outscores it elsewhere), its box the score-weighted mean of the candidates' boxes that
   overlap it (box voting: the proposals around the last box all score alike, and the
   single best one's box jittered in scale from frame to frame).
+- The kept box is redrawn from a first mask-head pass on it enlarged (`lip.mask_context`):
+  the mask head finds the object's extent better than the box head's loose boxes do.
 - The fit (lip_fit.py) runs when the set of targets changes, at the first frame segmented
   with them; it takes about a second, so it runs in the step, not in the background.
-- The paper's further id-head fine-tuning during inference is not done.
+- Id-head fine-tuning during inference (the paper's, bounded; `lip.update_*`): every few
+  frames the id layer is refitted for a few iterations from where it is, on the first
+  frame's examples and those of the last few confident detections, taken as the first
+  frame's are (the paper reuses saved tensors too; it does not say how many).
 - Frames are resized to `lip.height` rows, as for RGMP.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass
 
 import cv2
@@ -46,7 +52,7 @@ from ...model.weights import load_weights, weights_path
 from ..targets import FrameSegmentation, Segment, Target
 from ..types import Stream
 from .base import Method
-from .lip_fit import GT_MARGIN, TargetExamples, fit_instance_heads, sample_rois
+from .lip_fit import GT_MARGIN, TargetExamples, fit_instance_heads, refit_id, sample_rois
 from .rgmp import padded
 
 FIT_POSITIVES, FIT_NEGATIVES, FIT_MASKS = 48, 96, 16  # first-frame examples per target
@@ -62,6 +68,16 @@ class LIPState:
     # fed back through the regression drifted larger frame by frame).
     box: tuple[float, float, float, float] | None
     score: float  # its id score (0 when not found)
+
+
+@dataclass
+class LIPContext:
+    """What a frame's segmentation hands its commit: each target's (box, id score) or None,
+    the frame's propagated levels and its heatmap proposals, for the id-head update."""
+    chosen: list[tuple[tuple[float, ...], float] | None]
+    propagated: list[torch.Tensor]
+    proposals: list[tuple[float, float, float, float]]
+    size: tuple[int, int]
 
 
 @dataclass
@@ -100,6 +116,23 @@ def local_boxes(box: tuple[float, float, float, float]) -> list[tuple[float, flo
     return boxes
 
 
+def example_rois(rng: np.random.Generator, boxes: list, index: int, width: int, height: int,
+                 proposals: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fit examples (N, 4) for target `index` among `boxes` and which are positive (N,): the
+    sampled boxes of sample_rois plus the proposals away from every target (hard negatives:
+    look-alikes elsewhere)."""
+    rois, labels = sample_rois(rng, boxes, index, width, height, FIT_POSITIVES, FIT_NEGATIVES)
+    hard = [p for p in proposals if all(box_iou(p, b) < 0.3 for b in boxes)]
+    rois = torch.from_numpy(np.concatenate([rois, np.asarray(hard, np.float32).reshape(-1, 4)]))
+    return rois, torch.from_numpy(np.concatenate([labels, np.zeros(len(hard), np.int64)])) == 1
+
+
+def mask_grid_box(inner: tuple[float, ...], box: tuple[float, ...]) -> tuple[float, float, float, float]:
+    """A box on the MASK_SIZE grid of the mask head's output for `box`, in `box`'s pixels."""
+    sx, sy = (box[2] - box[0]) / MASK_SIZE, (box[3] - box[1]) / MASK_SIZE
+    return box[0] + inner[0] * sx, box[1] + inner[1] * sy, box[0] + inner[2] * sx, box[1] + inner[3] * sy
+
+
 def _rows(boxes: torch.Tensor) -> torch.Tensor:
     """(R, 4) boxes -> RoIAlign rows (R, 5) of batch 0."""
     return torch.cat([boxes.new_zeros((len(boxes), 1)), boxes], 1)
@@ -122,12 +155,16 @@ class LIPMethod(Method):
     def reset(self) -> None:
         self._hidden: list[torch.Tensor] | None = None
         self._examples: dict[int, TargetExamples] = {}
+        self._updates: dict[int, deque] = {}  # per target: the last updates' (box features, positive)
         self._heads, self._fitted_ids = None, ()
+        self._frames = 0  # segmented since the last fit
         self.last_fit: dict[str, float] = {}
+        self.last_update: dict[str, float] = {}
 
     def remove(self, ids: list[int]) -> None:
         for i in ids:
             self._examples.pop(i, None)
+            self._updates.pop(i, None)
 
     def mask_shape(self, width: int, height: int) -> tuple[int, int]:
         return flow_shape(width, height, self.config.lip.height / height)
@@ -156,11 +193,8 @@ class LIPMethod(Method):
         boxes = [mask_box(t.prev_mask) for t in targets]
         proposals = heatmap_boxes(heatmap, size, self.config.lip.proposals)[0].tolist()
         for k, target in enumerate(targets):
-            rng = np.random.default_rng([target.id, 7])
-            rois, labels = sample_rois(rng, boxes, k, w, h, FIT_POSITIVES, FIT_NEGATIVES)
-            hard = [p for p in proposals if all(box_iou(p, b) < 0.3 for b in boxes)]
-            rois = torch.from_numpy(np.concatenate([rois, np.asarray(hard, np.float32).reshape(-1, 4)]))
-            positive = torch.from_numpy(np.concatenate([labels, np.zeros(len(hard), np.int64)])) == 1
+            rois, positive = example_rois(np.random.default_rng([target.id, 7]), boxes, k, w, h, proposals)
+            self._updates[target.id] = deque(maxlen=self.config.lip.update_memory)
             features = self.backend.box_trunk(pool_boxes(propagated, _rows(rois)))
             gt = torch.tensor(enlarge_box(boxes[k], GT_MARGIN), dtype=torch.float32)
             mask_rois = _rows(rois[positive][:FIT_MASKS])
@@ -175,7 +209,7 @@ class LIPMethod(Method):
     def _fit(self, ids: tuple[int, ...]) -> None:
         self._heads, self.last_fit = fit_instance_heads(self.backend.model, [self._examples[i] for i in ids],
                                                         self.config.lip)
-        self._fitted_ids = ids
+        self._fitted_ids, self._frames = ids, 0
 
     def _choose(self, k: int, state: LIPState, scores: torch.Tensor, boxes: torch.Tensor
                 ) -> tuple[tuple[float, ...], float] | None:
@@ -198,6 +232,7 @@ class LIPMethod(Method):
         ids = tuple(t.id for t in targets)
         if ids != self._fitted_ids:
             self._fit(ids)
+        self._frames += 1
         timings = {"memory": time.perf_counter() - t0}
         t0 = time.perf_counter()
         h, w = current.size
@@ -217,9 +252,14 @@ class LIPMethod(Method):
         t0 = time.perf_counter()
         windows = {}
         if kept:
-            mask_rois = _rows(torch.tensor([chosen[k][0] for k in kept], dtype=torch.float32))
-            mask_features = self.backend.mask_trunk(*pool_masks(propagated, current.levels[0], mask_rois))
-            probs = torch.sigmoid(self._heads.masks(mask_features, torch.tensor(kept))).cpu().numpy()
+            ctx = self.config.lip.mask_context
+            if ctx > 0:  # the box redrawn from a first, wider pass (config.py LIPConfig.mask_context)
+                wide = [enlarge_box(chosen[k][0], ctx) for k in kept]
+                for k, box, prob in zip(kept, wide, self._masks(propagated, current.levels[0], wide, kept)):
+                    inner = mask_box(prob)
+                    if inner is not None:
+                        chosen[k] = (enlarge_box(mask_grid_box(inner, box), GT_MARGIN), chosen[k][1])
+            probs = self._masks(propagated, current.levels[0], [chosen[k][0] for k in kept], kept)
             height, width = image.shape[:2]
             sx, sy = width / w, height / h
             for prob, k in zip(probs, kept):
@@ -227,14 +267,46 @@ class LIPMethod(Method):
                 windows[k] = paste_roi(prob, (x1 * sx, y1 * sy, x2 * sx, y2 * sy), height, width)
         timings["mask"] = time.perf_counter() - t0
         segments = [Segment(target=t, stream=Stream.BR, window=windows.get(k)) for k, t in enumerate(targets)]
-        return FrameSegmentation(segments, float("nan"), Stream.BR, timings, context=chosen)
+        context = LIPContext(chosen, propagated, proposals[0].tolist(), (h, w))
+        return FrameSegmentation(segments, float("nan"), Stream.BR, timings, context=context)
+
+    def _masks(self, propagated: list[torch.Tensor], fine: torch.Tensor, boxes: list, kept: list[int]) -> np.ndarray:
+        """The mask head's probabilities (R, 28, 28) of targets `kept` in `boxes` (working pixels)."""
+        rows = _rows(torch.tensor(boxes, dtype=torch.float32))
+        features = self.backend.mask_trunk(*pool_masks(propagated, fine, rows))
+        return torch.sigmoid(self._heads.masks(features, torch.tensor(kept))).cpu().numpy()
 
     def commit(self, frame: FrameSegmentation, found: list[Segment]) -> None:
         found_ids = {s.target.id for s in found}
-        for segment, chosen in zip(frame.segments, frame.context):
+        for segment, chosen in zip(frame.segments, frame.context.chosen):
             target = segment.target
             box = mask_box(target.prev_mask)
             if target.id in found_ids and chosen is not None and box is not None:
                 target.state = LIPState(enlarge_box(box, GT_MARGIN), chosen[1])
             else:
                 target.state = LIPState(target.state.box, 0.0)
+        every = self.config.lip.update_every
+        if every and self._frames % every == 0:
+            self._update(frame.context, [s.target for s in found])
+
+    def _update(self, context: LIPContext, found: list[Target]) -> None:
+        """The id-head fine-tuning during inference: examples around each confident target's
+        mask box on this frame's propagated levels, then the id layer refitted."""
+        cfg = self.config.lip
+        placed = [(t, mask_box(t.prev_mask)) for t in found]
+        placed = [(t, b) for t, b in placed if b is not None]
+        boxes = [b for _, b in placed]
+        h, w = context.size
+        added = False
+        for k, (target, _) in enumerate(placed):
+            if target.state.score <= cfg.update_score or target.id not in self._updates:
+                continue
+            rng = np.random.default_rng([target.id, 11, self._frames])
+            rois, positive = example_rois(rng, boxes, k, w, h, context.proposals)
+            features = self.backend.box_trunk(pool_boxes(context.propagated, _rows(rois)))
+            self._updates[target.id].append((features, positive))
+            added = True
+        if added:
+            examples = [[(self._examples[i].box_features, self._examples[i].positive), *self._updates[i]]
+                        for i in self._fitted_ids]
+            self.last_update = refit_id(self._heads, examples, cfg)

@@ -126,3 +126,28 @@ def _fit(model: LIP, examples: list[TargetExamples], config: LIPConfig) -> tuple
     report = {"iterations": iterations, **{f"{n}_before": round(v, 4) for n, v in first.items()},
               **{f"{n}_after": round(v, 4) for n, v in last.items()}}
     return heads.eval(), report
+
+
+def refit_id(heads: InstanceHeads, examples: list[list[tuple[torch.Tensor, torch.Tensor]]], config: LIPConfig
+             ) -> dict[str, float]:
+    """The id layer refitted in place, from where it is, on each target's (box features,
+    positive) example sets (in the heads' target order): the paper's id-head fine-tuning
+    during inference. A report of the refit."""
+    with torch.inference_mode(False), torch.enable_grad():
+        features = torch.cat([f.clone() for sets in examples for f, _ in sets])
+        labels = torch.cat([torch.where(p, k + 1, 0) for k, sets in enumerate(examples) for _, p in sets])
+        heads.id.requires_grad_(True)
+        optimizer = torch.optim.Adam(heads.id.parameters(), lr=FIT_LR)
+        first, iterations, value = None, 0, 0.0
+        while iterations < config.update_iterations:
+            loss = focal_loss(heads.id(features), labels)
+            value = loss.item()
+            first = value if first is None else first
+            if value < config.fit_id_loss:
+                break
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            iterations += 1
+        heads.id.requires_grad_(False)
+    return {"iterations": iterations, "id_before": round(first or 0.0, 4), "id_after": round(value, 4)}
