@@ -221,15 +221,15 @@ class LIPConfig:
     # First-frame fine-tuning of the heads' last layers (inference/methods/lip_fit.py): at most
     # this many iterations (the paper: 1000), each head's loss ignored once below its bar
     fit_iterations: int = 300
+    fit_id_loss: float = 0.01
+    fit_mask_loss: float = 0.1
+    fit_box_loss: float = 0.005
     # The kept box is redrawn from a first mask-head pass on it enlarged by `mask_context`
     # (the mask's box, 10% larger), then segmented: the box head's boxes fit loosely (mean
     # IoU 0.31-0.67 with the ground truth on the validation sequences) and the mask head
     # sees the object's extent better. Chosen on validation (0.15 / 0.3 / 0.45: 0.632 /
     # 0.645 / 0.624; none: 0.590); 0 skips the first pass.
     mask_context: float = 0.3
-    fit_id_loss: float = 0.01
-    fit_mask_loss: float = 0.1
-    fit_box_loss: float = 0.005
     # Id-head fine-tuning during inference (LIP §3.3, "the predicted box of a confident
     # detection serves as ground truth"): every `update_every` frames (0: never) each target
     # found with an id score above `update_score` adds examples around its box, and the id

@@ -278,28 +278,28 @@ class LIPMethod(Method):
 
     def commit(self, frame: FrameSegmentation, found: list[Segment]) -> None:
         found_ids = {s.target.id for s in found}
+        placed = []  # (target, its mask's box) of the targets found this frame
         for segment, chosen in zip(frame.segments, frame.context.chosen):
             target = segment.target
             box = mask_box(target.prev_mask)
             if target.id in found_ids and chosen is not None and box is not None:
                 target.state = LIPState(enlarge_box(box, GT_MARGIN), chosen[1])
+                placed.append((target, box))
             else:
                 target.state = LIPState(target.state.box, 0.0)
         every = self.config.lip.update_every
         if every and self._frames % every == 0:
-            self._update(frame.context, [s.target for s in found])
+            self._update(frame.context, placed)
 
-    def _update(self, context: LIPContext, found: list[Target]) -> None:
+    def _update(self, context: LIPContext, placed: list[tuple[Target, tuple[float, ...]]]) -> None:
         """The id-head fine-tuning during inference: examples around each confident target's
         mask box on this frame's propagated levels, then the id layer refitted."""
         cfg = self.config.lip
-        placed = [(t, mask_box(t.prev_mask)) for t in found]
-        placed = [(t, b) for t, b in placed if b is not None]
         boxes = [b for _, b in placed]
         h, w = context.size
         added = False
         for k, (target, _) in enumerate(placed):
-            if target.state.score <= cfg.update_score or target.id not in self._updates:
+            if target.state.score <= cfg.update_score:
                 continue
             rng = np.random.default_rng([target.id, 11, self._frames])
             rois, positive = example_rois(rng, boxes, k, w, h, context.proposals)
