@@ -17,7 +17,7 @@ import yaml
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 # Listed here without importing torch (the ROS node's parameter rules read them):
-METHOD_NAMES = ("dtn", "rgmp", "lip")  # the per-frame segmenters (inference/methods)
+METHOD_NAMES = ("dtn", "rgmp", "lip", "ovsnet")  # the per-frame segmenters (inference/methods)
 RGMP_ABLATIONS = ("none", "no_reference", "no_previous")  # RGMP's Tab. 5 variants (model/rgmp.py)
 LIP_MEMORIES = ("dynamic", "static")  # LIP's Tab. 3 variants: the hidden state carried, or zero every frame
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -243,6 +243,35 @@ class LIPConfig:
 
 
 @dataclass
+class OVSNetConfig:
+    # method: ovsnet (inference/methods/ovsnet.py, model/ovsnet.py): LIP's network as its
+    # detector (static memory), its own Re-ID and MGA heads
+    weights: str = "ovsnet_cpu.safetensors"
+    detector_weights: str = "lip_cpu.safetensors"
+    height: int = 240  # working rows, as lip.height (the detector was trained there)
+    proposals: int = 20  # centre-heatmap maxima per frame (each target's warped-mask box joins them)
+    proposal_score: float = 0.05  # OVSNet §4.1
+    nms_iou: float = 0.6  # OVSNet §4.1
+    iou_path: float = 0.3  # rho_iou, its Tab. 5
+    # rho_reid: a candidate closer than this (Euclidean, 128-d) to at least `reid_share` of a
+    # target's stored features re-identifies it. The paper's 2.3 fits its embedding's scale;
+    # ours chose 5.0 on the held-out train sequences (3 / 4 / 5 / 6: 0.508 / 0.508 / 0.618 / 0.618)
+    reid_distance: float = 5.0
+    reid_share: float = 0.3
+    # The flow path carries a target at most this many frames in a row (the paper is silent)
+    flow_frames: int = 5
+    # MGA also refines the IoU and Re-ID paths' masks, the detection's 28x28 probability as its
+    # attention (the input MGA is trained on in the paper; whether its cascade then takes the
+    # refined or the raw mask is not stated)
+    refine_detections: bool = True
+    # The feature collection per target (the paper is silent on its bound): the first frame's
+    # `first_features` (its box jittered) are kept, plus the last `collection` features the IoU
+    # path appended
+    first_features: int = 8
+    collection: int = 32
+
+
+@dataclass
 class EngineConfig:
     name: str = "custom"
     method: str = "dtn"  # the per-frame segmenter (inference/methods), checked when a tracker is built
@@ -259,6 +288,7 @@ class EngineConfig:
     adaptation: AdaptationConfig = field(default_factory=AdaptationConfig)
     rgmp: RGMPConfig = field(default_factory=RGMPConfig)
     lip: LIPConfig = field(default_factory=LIPConfig)
+    ovsnet: OVSNetConfig = field(default_factory=OVSNetConfig)
 
     def validate(self) -> "EngineConfig":
         checks = [
@@ -307,6 +337,13 @@ class EngineConfig:
             (0.0 <= self.lip.id_score < 1.0 and 0.0 <= self.lip.continuity_iou <= 1.0
              and 0.0 <= self.lip.continuity_score <= 1.0, "lip.id_score, continuity_iou, continuity_score in [0, 1]"),
             (self.lip.fit_iterations >= 0, "lip.fit_iterations must be >= 0"),
+            (32 <= self.ovsnet.height <= 2160, "ovsnet.height must be in [32, 2160]"),
+            (self.ovsnet.proposals >= 1 and self.ovsnet.first_features >= 1 and self.ovsnet.collection >= 0
+             and self.ovsnet.flow_frames >= 0,
+             "ovsnet.proposals and ovsnet.first_features must be >= 1, ovsnet.collection and flow_frames >= 0"),
+            (all(0.0 <= v <= 1.0 for v in (self.ovsnet.proposal_score, self.ovsnet.nms_iou, self.ovsnet.iou_path,
+                                           self.ovsnet.reid_share)) and self.ovsnet.reid_distance > 0,
+             "ovsnet.proposal_score, nms_iou, iou_path, reid_share must be in [0, 1], reid_distance > 0"),
             (self.rgmp.ablation in RGMP_ABLATIONS, f"rgmp.ablation must be one of {', '.join(RGMP_ABLATIONS)}"),
             (len(self.rgmp.scales) >= 1 and all(0.25 <= s <= 2.0 for s in self.rgmp.scales),
              "rgmp.scales must list scales in [0.25, 2]"),

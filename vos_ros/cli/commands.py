@@ -21,7 +21,7 @@ from ..progress import progress
 from .bench import bench
 from .common import build_tracker, print_run
 
-__all__ = ["segment", "eval", "bench", "train", "train_rgmp", "train_lip", "train_prompts", "prompt_eval", "demo", "export", "build_engine"]
+__all__ = ["segment", "eval", "bench", "train", "train_rgmp", "train_lip", "train_ovsnet", "train_prompts", "prompt_eval", "reacquire", "demo", "export", "build_engine"]
 
 CALIBRATION_FRAMES = 64  # INT8 calibration frames in all (their network inputs are kept in memory)
 
@@ -180,6 +180,20 @@ def train_lip(args) -> int:
     return 0
 
 
+
+def train_ovsnet(args) -> int:
+    from ..training.ovsnet_trainer import OVSNetTrainSettings
+    from ..training.ovsnet_trainer import train_ovsnet as run
+
+    _refuse_dev_split(args.video)
+    settings = OVSNetTrainSettings(
+        video=args.video, out=args.out, stills=args.stills, still_share=args.still_share, iterations=args.iterations,
+        batch_size=args.batch_size, lr=args.lr, seed=args.seed, checkpoint_every=args.checkpoint_every,
+        holdout=args.holdout)
+    weights = run(load_config(args.config), settings, resume=not args.no_resume)
+    print(f"OVSNet weights: {weights}")
+    return 0
+
 # ------------------------------------------------------------------------------- demo
 def train_prompts(args) -> int:
     from dataclasses import replace
@@ -218,6 +232,19 @@ def prompt_eval(args) -> int:
     print(f"mean IoU={np.mean(list(scores.values())):.4f}")
     return 0
 
+
+def reacquire(args) -> int:
+    from ..eval.reacquire import HIDDEN_FRAMES, reacquisition, summary
+
+    tracker = build_tracker(args)
+    rows = []
+    for seed in (int(s) for s in args.seeds.split(",")):
+        rows.append(reacquisition(tracker, seed))
+        r = rows[-1]
+        print(f"seed {seed}: frames to re-acquire {r.frames_to_reacquire}, false frames {r.false_frames}/"
+              f"{HIDDEN_FRAMES}, false re-acquisitions {r.false_reacquisitions}", flush=True)
+    print(summary(rows))
+    return 0
 
 def demo(args) -> int:
     tracker = build_tracker(args)
@@ -258,10 +285,11 @@ def _method_networks(config, args):
         from ..inference.methods.rgmp import load_rgmp
 
         return load_rgmp(config, args.weights, args.untrained), onnx_export.RGMP_SET
-    if config.method == "lip":
+    if config.method in ("lip", "ovsnet"):  # OVSNet's detector is LIP's network; its own heads run in torch
         from ..inference.methods.lip import load_lip
 
-        return load_lip(config, args.weights, args.untrained), onnx_export.LIP_SET
+        weights = args.weights if config.method == "lip" else config.ovsnet.detector_weights
+        return load_lip(config, weights, args.untrained), onnx_export.LIP_SET
     from ..model.dtn import load_dtn
 
     return load_dtn(config, args.weights, args.untrained), onnx_export.DTN_SET

@@ -1,4 +1,4 @@
-"""`vos-ros`: segment, eval, bench, bench-ros, train, train-rgmp, train-lip, train-prompts, prompt-eval, demo, export, build-engine."""
+"""`vos-ros`: segment, eval, bench, bench-ros, train, train-rgmp, train-lip, train-ovsnet, train-prompts, prompt-eval, reacquire, demo, export, build-engine."""
 
 from __future__ import annotations
 
@@ -131,6 +131,22 @@ def build_parser() -> argparse.ArgumentParser:
     train_lip.add_argument("--init", default="", metavar="WEIGHTS", help="start from these LIP weights")
     train_lip.add_argument("--no-resume", action="store_true")
 
+    train_ovsnet = sub.add_parser("train-ovsnet", help="train OVSNet's Re-ID and MGA heads on train video and still "
+                                                       "images (its detector, LIP's network, stays frozen)")
+    train_ovsnet.add_argument("--config", default="cpu", help="whose ovsnet section (detector, working scale) to train")
+    train_ovsnet.add_argument("--video", required=True, help="DAVIS-layout training split (never a dev split)")
+    train_ovsnet.add_argument("--out", required=True, help="run folder: checkpoint, losses.jsonl, weights per checkpoint")
+    train_ovsnet.add_argument("--stills", default="", metavar="DIR", help="still-image sets, made into clips")
+    train_ovsnet.add_argument("--still-share", type=float, default=0.3, help="share of clips from still images")
+    train_ovsnet.add_argument("--iterations", type=int, default=1500)
+    train_ovsnet.add_argument("--batch-size", type=int, default=6, help="clips (three frames each) per batch")
+    train_ovsnet.add_argument("--lr", type=float, default=1e-3, help="learning rate (cosine decay)")
+    train_ovsnet.add_argument("--seed", type=int, default=0)
+    train_ovsnet.add_argument("--checkpoint-every", type=int, default=250)
+    train_ovsnet.add_argument("--holdout", default="", metavar="SEQ[,SEQ...]",
+                              help="train sequences left out and scored (mean J&F) at each checkpoint; the best is kept")
+    train_ovsnet.add_argument("--no-resume", action="store_true")
+
     train_prompts = sub.add_parser("train-prompts", help="train the prompt network (box / click -> mask) on still "
                                                          "images and train video")
     train_prompts.add_argument("--video", required=True, help="DAVIS-layout training split (never a dev split)")
@@ -167,6 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
     prompt_eval.add_argument("--weights", default=None, help="prompt network weights (default: the shipped file)")
     prompt_eval.add_argument("--sequences", help="comma-separated sequences (default: all)")
     prompt_eval.add_argument("--every", type=int, default=10, help="frame step (default 10)")
+
+    reacquire = sub.add_parser("reacquire", help="frames to re-acquire an object hidden for long, and false "
+                                                 "re-acquisitions on its look-alike (synthetic clips)")
+    _add_model_args(reacquire)
+    reacquire.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated clip seeds")
 
     sub.add_parser("bench-ros", add_help=False,
                    help="end-to-end latency/throughput across processes: player -> tracker -> probe (--help for options)")

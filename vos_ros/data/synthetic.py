@@ -57,10 +57,13 @@ def make_clip(
     seed: int = 0,
     hide: tuple[int, int] | None = None,
     cross_at: int | None = None,
+    lookalike: bool = False,
 ) -> SyntheticClip:
     """`hide=(start, end)`: object 1 is absent in frames [start, end) and returns elsewhere.
     `cross_at=t`: object 1 stands still and object 2, twice its size, passes in front of it
-    from left to right, centred on it at frame t."""
+    from left to right, centred on it at frame t. `lookalike`: an unlabelled distractor of
+    object 1's shape, its texture's colours reversed, moves about the frame all along (behind
+    the objects): what a re-identification must not take for object 1."""
     rng = np.random.default_rng(seed)
     width, height = size
     pan = 40
@@ -80,6 +83,15 @@ def make_clip(
             "phase": rng.uniform(0, 2 * np.pi, 2),
             "spin": rng.uniform(-1.5, 1.5),
         })
+    distractor = None
+    if lookalike:  # its own generator: the clip is otherwise the one the seed gives without it
+        extra = np.random.default_rng([seed, 99])
+        texture, mask = sprites[0]
+        distractor = (texture[..., ::-1].copy(), mask, {
+            "c": extra.uniform([0.25 * width, 0.3 * height], [0.75 * width, 0.7 * height]),
+            "amp": extra.uniform([0.1 * width, 0.08 * height], [0.22 * width, 0.18 * height]),
+            "freq": extra.uniform(0.5, 1.2, 2) * 2 * np.pi / max(num_frames, 1),
+            "phase": extra.uniform(0, 2 * np.pi, 2), "spin": extra.uniform(-1.5, 1.5)})
     if cross_at is not None:
         for path in paths[:2]:  # both centred and still; object 2 then slides across (below)
             path.update(c=np.array([width / 2, height / 2]), amp=np.zeros(2), spin=0.0)
@@ -88,8 +100,11 @@ def make_clip(
         ox = int(round(pan + pan * np.sin(2 * np.pi * t / max(num_frames, 1))))  # camera pan, 0..2*pan
         canvas = background[pan:pan + height, ox:ox + width].copy()
         label = np.zeros((height, width), np.uint16)
-        for k, ((texture, mask), path) in enumerate(zip(sprites, paths)):
-            object_id = k + 1
+        placed = [(k + 1, texture, mask, path) for k, ((texture, mask), path) in enumerate(zip(sprites, paths))]
+        if distractor is not None:
+            placed.insert(0, (0, *distractor))
+        for object_id, texture, mask, path in placed:
+            k = max(object_id - 1, 0)
             centre = path["c"] + path["amp"] * np.sin(path["freq"] * t + path["phase"])
             if cross_at is not None and object_id == 2:
                 centre = centre + np.array([CROSS_SPEED * min(width, height) * (t - cross_at), 0.0])
@@ -106,7 +121,8 @@ def make_clip(
             warped_mask = cv2.warpAffine(mask, matrix, (width, height), flags=cv2.INTER_NEAREST) > 0
             warped_tex = cv2.warpAffine(texture, matrix, (width, height), flags=cv2.INTER_LINEAR)
             canvas[warped_mask] = warped_tex[warped_mask]
-            label[warped_mask] = object_id
+            if object_id:
+                label[warped_mask] = object_id
         noise = rng.normal(0, 3, canvas.shape).astype(np.float32)
         frames.append(np.clip(canvas + noise, 0, 255).astype(np.uint8))
         labels.append(label)

@@ -6,9 +6,10 @@ from ...config import EngineConfig
 from .base import Method
 from .dtn import DTNMethod
 from .lip import LIPMethod
+from .ovsnet import OVSNetMethod
 from .rgmp import RGMPMethod
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (DTNMethod, RGMPMethod, LIPMethod)}
+METHODS: dict[str, type[Method]] = {m.name: m for m in (DTNMethod, RGMPMethod, LIPMethod, OVSNetMethod)}
 
 
 def method_class(config: EngineConfig) -> type[Method]:

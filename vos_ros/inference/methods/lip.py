@@ -86,6 +86,12 @@ class LIPFrame:
     size: tuple[int, int]  # (h, w) of the working image, unpadded
 
 
+def working_frame(backend: TorchLIP, small: np.ndarray) -> LIPFrame:
+    """The backbone's levels of `small`, an image already at the working resolution."""
+    tensor = torch.from_numpy(small).to(backend.device).permute(2, 0, 1)[None].float().div_(255.0)
+    return LIPFrame(backend.backbone(padded(tensor, 1.0)), small.shape[:2])
+
+
 def load_lip(config: EngineConfig, weights: str | None = None, untrained: bool = False) -> LIP:
     """The networks with weights loaded (the config's `lip.weights` unless given), on the CPU."""
     torch.manual_seed(0)
@@ -133,7 +139,7 @@ def mask_grid_box(inner: tuple[float, ...], box: tuple[float, ...]) -> tuple[flo
     return box[0] + inner[0] * sx, box[1] + inner[1] * sy, box[0] + inner[2] * sx, box[1] + inner[3] * sy
 
 
-def _rows(boxes: torch.Tensor) -> torch.Tensor:
+def batch_rows(boxes: torch.Tensor) -> torch.Tensor:
     """(R, 4) boxes -> RoIAlign rows (R, 5) of batch 0."""
     return torch.cat([boxes.new_zeros((len(boxes), 1)), boxes], 1)
 
@@ -170,10 +176,8 @@ class LIPMethod(Method):
         return flow_shape(width, height, self.config.lip.height / height)
 
     def prepare(self, image: np.ndarray) -> LIPFrame:
-        h, w = self.mask_shape(image.shape[1], image.shape[0])
-        small = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
-        tensor = torch.from_numpy(small).to(self.device).permute(2, 0, 1)[None].float().div_(255.0)
-        return LIPFrame(self.backend.backbone(padded(tensor, 1.0)), (h, w))
+        return working_frame(self.backend, cv2.resize(image, self.mask_shape(image.shape[1], image.shape[0])[::-1],
+                                                      interpolation=cv2.INTER_AREA))
 
     def _remember(self, frame: LIPFrame) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
         """One memory step on `frame`: the propagated levels, the heatmap and the sizes."""
@@ -195,9 +199,9 @@ class LIPMethod(Method):
         for k, target in enumerate(targets):
             rois, positive = example_rois(np.random.default_rng([target.id, 7]), boxes, k, w, h, proposals)
             self._updates[target.id] = deque(maxlen=self.config.lip.update_memory)
-            features = self.backend.box_trunk(pool_boxes(propagated, _rows(rois)))
+            features = self.backend.box_trunk(pool_boxes(propagated, batch_rows(rois)))
             gt = torch.tensor(enlarge_box(boxes[k], GT_MARGIN), dtype=torch.float32)
-            mask_rois = _rows(rois[positive][:FIT_MASKS])
+            mask_rois = batch_rows(rois[positive][:FIT_MASKS])
             mask = torch.from_numpy(target.prev_mask)[None, None].to(self.device)
             self._examples[target.id] = TargetExamples(
                 features, positive, encode_boxes(rois[positive], gt[None].expand(int(positive.sum()), -1)),
@@ -243,7 +247,7 @@ class LIPMethod(Method):
         rois = torch.cat(proposals)
         rois = torch.stack([rois[:, 0].clamp(0, w - 2), rois[:, 1].clamp(0, h - 2),
                             rois[:, 2].clamp(2, w), rois[:, 3].clamp(2, h)], 1)
-        features = self.backend.box_trunk(pool_boxes(propagated, _rows(rois)))
+        features = self.backend.box_trunk(pool_boxes(propagated, batch_rows(rois)))
         scores = torch.softmax(self._heads.id(features), 1)[:, 1:]
         boxes = decode_boxes(rois, self._heads.boxes(features))
         chosen = [self._choose(k, t.state, scores[:, k], boxes[:, k]) for k, t in enumerate(targets)]
@@ -272,7 +276,7 @@ class LIPMethod(Method):
 
     def _masks(self, propagated: list[torch.Tensor], fine: torch.Tensor, boxes: list, kept: list[int]) -> np.ndarray:
         """The mask head's probabilities (R, 28, 28) of targets `kept` in `boxes` (working pixels)."""
-        rows = _rows(torch.tensor(boxes, dtype=torch.float32))
+        rows = batch_rows(torch.tensor(boxes, dtype=torch.float32))
         features = self.backend.mask_trunk(*pool_masks(propagated, fine, rows))
         return torch.sigmoid(self._heads.masks(features, torch.tensor(kept))).cpu().numpy()
 
@@ -303,7 +307,7 @@ class LIPMethod(Method):
                 continue
             rng = np.random.default_rng([target.id, 11, self._frames])
             rois, positive = example_rois(rng, boxes, k, w, h, context.proposals)
-            features = self.backend.box_trunk(pool_boxes(context.propagated, _rows(rois)))
+            features = self.backend.box_trunk(pool_boxes(context.propagated, batch_rows(rois)))
             self._updates[target.id].append((features, positive))
             added = True
         if added:

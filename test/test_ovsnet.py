@@ -1,0 +1,157 @@
+"""OVSNet (model/ovsnet.py, inference/methods/ovsnet.py, training/ovsnet_trainer.py): the
+triplet loss, the MGA attention, the one-pass cascade's three paths, the bounded feature
+collection, the method behind the engine and its backends, and its training."""
+
+import json
+from collections import deque
+
+import numpy as np
+import pytest
+import torch
+
+from vos_ros.backends.lip import TorchLIP
+from vos_ros.config import load_config
+from vos_ros.data.synthetic import make_clip
+from vos_ros.inference import Tracker
+from vos_ros.inference.methods.lip import load_lip
+from vos_ros.inference.methods.ovsnet import FLOW, IOU, REID, Candidates, OVSNetMethod, OVSNetState, load_heads
+from vos_ros.inference.targets import Target
+from vos_ros.eval.reacquire import reacquisition
+from vos_ros.model.ovsnet import MGA_POOL, MGA_RING, attention_map, triplet_loss
+from vos_ros.training.ovsnet_trainer import OVSNetTrainSettings, train_ovsnet
+
+
+def small_config(**overrides):
+    return load_config("cpu", {"method": "ovsnet", "lip.channels": 16, "ovsnet.height": 64, **overrides})
+
+
+@pytest.fixture(scope="module")
+def untrained_ovsnet():
+    return Tracker.from_config(small_config(), untrained=True)
+
+
+def test_the_triplet_loss_takes_the_hardest_pair_and_stops_at_the_margin():
+    apart = torch.tensor([[0.0, 0.0], [0.1, 0.0], [5.0, 0.0], [5.1, 0.0]])
+    labels = torch.tensor([1, 1, 2, 2])
+    assert float(triplet_loss(apart, labels)) == 0.0  # every negative is beyond positive + margin
+    close = torch.tensor([[0.0, 0.0], [0.9, 0.0], [0.5, 0.0], [5.0, 0.0]])
+    # anchor 0: hardest positive 0.9, hardest negative 0.5 -> 1.4; anchor 1: 0.9 - 0.4 + 1 = 1.5
+    assert float(triplet_loss(close, torch.tensor([1, 1, 2, 3]))) == pytest.approx((1.4 + 1.5) / 2)
+    assert float(triplet_loss(close, torch.tensor([1, 2, 3, 4]))) == 0.0  # no anchor has a positive
+
+
+def test_the_attention_is_the_mask_on_its_box_and_half_in_the_enlarged_ring():
+    mask = torch.zeros(1, 1, 100, 100)
+    mask[..., 20:80, 20:80] = 1.0
+    attention = attention_map(mask, torch.tensor([[20.0, 20.0, 80.0, 80.0]]))
+    assert attention.shape == (1, 1, MGA_POOL, MGA_POOL)
+    assert float(attention[0, 0, 0, 0]) == MGA_RING and float(attention[0, 0, -1, -1]) == MGA_RING
+    centre = MGA_POOL // 2
+    assert float(attention[0, 0, centre, centre]) == pytest.approx(1.0)
+    assert float((attention == MGA_RING).float().mean()) == pytest.approx(1 - (1 / 1.2) ** 2, abs=0.08)
+
+
+def _target(identity: int, warped: np.ndarray, embedding: torch.Tensor) -> Target:
+    target = Target(identity, warped.astype(np.float32), (0.0, 0.0, 1.0, 1.0), 1.0)
+    target.state = OVSNetState(embedding[None].repeat(4, 1), deque(maxlen=4))
+    return target
+
+
+def test_the_cascade_takes_iou_then_reid_then_flow_and_gives_a_candidate_once(untrained_ovsnet):
+    method = untrained_ovsnet.method
+    cfg = method.config.ovsnet
+    h, w = 40, 60
+    square = np.zeros((h, w), bool)
+    square[5:20, 5:20] = True
+    elsewhere = np.zeros((h, w), bool)
+    elsewhere[25:38, 40:55] = True
+    far, near = torch.zeros(128), torch.zeros(128)
+    far[0] = 10 * cfg.reid_distance
+    found = Candidates(torch.tensor([[5.0, 5, 20, 20], [40, 25, 55, 38]]), np.stack([square, elsewhere]), [None] * 2,
+                       torch.stack([near, near]), np.zeros(2, bool))
+    empty = np.zeros((h, w), bool)
+    targets = [_target(1, square, far),  # overlaps candidate 0
+               _target(2, square, far),  # overlaps it too, but it is taken: the warped mask is refined
+               _target(3, empty, near),  # lost, looks like candidate 1
+               _target(4, empty, far),  # lost, looks like nothing here
+               _target(5, square, far)]  # as target 2, but the flow alone has carried it long enough
+    targets[4].state.flow_run = cfg.flow_frames
+    warped = [t.prev_mask for t in targets]
+    paths, picks = method._cascade(targets, warped, found)
+    assert paths == [IOU, FLOW, REID, None, None]
+    assert picks[:3] == [0, None, 1]
+
+
+def test_the_feature_collection_stays_bounded_over_a_long_stream():
+    """Every IoU-path frame appends an embedding (any overlap passes here); the collection keeps
+    the first frame's and the last `collection`, so its size is flat however long the stream."""
+    tracker = Tracker.from_config(small_config(**{"ovsnet.iou_path": 0.0, "ovsnet.collection": 3,
+                                                  "tracking.lost_score": 0.0, "tracking.min_area_fraction": 0.0}),
+                                  untrained=True)
+    clip = make_clip(2, (64, 64), num_objects=1, seed=4)
+    tracker.add_targets(clip.frames[0], clip.labels[0])
+    state = tracker._targets[1].state
+    sizes = set()
+    for k in range(600):
+        tracker.step(clip.frames[k % 2])
+        sizes.add(len(tracker._targets[1].state.recent))
+    assert tracker._targets[1].state is state
+    assert max(sizes) == 3 and state.collection().shape == (tracker.config.ovsnet.first_features + 3, 128)
+
+
+def test_ovsnet_segments_through_the_engine(untrained_ovsnet):
+    tracker = untrained_ovsnet
+    clip = make_clip(5, (160, 96), num_objects=2, seed=3)
+    tracker.reset()
+    assert tracker.add_targets(clip.frames[0], clip.labels[0]) == [1, 2]
+    for frame in clip.frames[1:]:
+        result = tracker.step(frame)
+        assert result.labels.shape == (96, 160)
+        assert {t.id for t in result.targets} == {1, 2}
+    tracker.remove_targets([2])
+    assert {t.id for t in tracker.step(clip.frames[1]).targets} == {1}
+
+
+def test_training_writes_weights_the_method_loads(tmp_path, davis_root, stills_root):
+    config = small_config(**{"ovsnet.height": 96})
+    weights = train_ovsnet(config, OVSNetTrainSettings(
+        video=str(davis_root), out=str(tmp_path / "ovsnet"), stills=str(stills_root), still_share=0.5,
+        iterations=2, batch_size=2, crop=(64, 96), checkpoint_every=2, holdout="beta"),
+        detector_untrained=True)
+    metadata = json.loads(weights.with_suffix(".json").read_text())
+    assert metadata["method"] == "ovsnet" and metadata["selected_iteration"] == 2
+    assert (tmp_path / "ovsnet" / "ovsnet_2.safetensors").exists()
+    detector = load_lip(config, untrained=True)  # the shipped detector is another width
+    tracker = Tracker(config, OVSNetMethod(config, TorchLIP(detector, "cpu"), load_heads(config, detector, str(weights))))
+    clip = make_clip(3, (160, 96), num_objects=1, seed=1)
+    tracker.add_targets(clip.frames[0], clip.labels[0])
+    assert tracker.step(clip.frames[1]).labels.shape == (96, 160)
+
+
+def test_ovsnet_weights_that_are_missing_say_how_to_make_them(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train-ovsnet"):
+        Tracker.from_config(load_config("cpu", {"method": "ovsnet"}), weights=str(tmp_path / "none.safetensors"))
+
+
+def test_onnxruntime_runs_ovsnet_like_torch(tmp_path):
+    """The detector's graphs (LIP's export) run by ONNX Runtime; the heads stay in torch: the same masks."""
+    pytest.importorskip("onnxruntime")
+    torch_tracker = Tracker.from_config(small_config(), untrained=True)
+    ort_tracker = Tracker.from_config(small_config(), untrained=True, backend="onnxruntime", cache_dir=str(tmp_path))
+    assert ort_tracker.backend.label.startswith("onnxruntime")
+    clip = make_clip(4, (200, 120), num_objects=2, seed=2)
+    for tracker in (torch_tracker, ort_tracker):
+        tracker.add_targets(clip.frames[0], clip.labels[0])
+    for frame in clip.frames[1:]:
+        a, b = torch_tracker.step(frame), ort_tracker.step(frame)
+        assert (a.labels != b.labels).mean() < 1e-3
+
+
+def test_ovsnet_reacquires_an_object_hidden_for_long():
+    """Shipped weights, a `vos-ros reacquire` clip (object 1 hidden for 32 frames, a recoloured
+    look-alike about all along): found again soon after it returns, and never reported as
+    re-identified while it is away. (While away it is not reported lost either: the IoU path
+    moves it onto a nearby detection, the issue's open point; docs/experiments.md.)"""
+    row = reacquisition(Tracker.from_config(load_config("cpu", {"method": "ovsnet"})), seed=0)
+    assert row.frames_to_reacquire is not None and row.frames_to_reacquire <= 5, row
+    assert row.false_reacquisitions == 0, row

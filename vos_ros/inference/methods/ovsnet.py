@@ -1,0 +1,267 @@
+"""OVSNet (shared/seeds/004) behind the method seam: detections on every frame, linked to the
+targets by its one-pass cascade (its §3.2, Fig. 4).
+
+Per frame: each target's previous mask is warped by the backward flow (DIS on the working
+image); the detector (LIP's network with a zero memory: model/ovsnet.py) gives boxes from the
+centre heatmap (score above `ovsnet.proposal_score`), regressed, NMS at `ovsnet.nms_iou`,
+their class-agnostic masks and Re-ID embeddings. Per target:
+1. IoU path: the candidate whose mask overlaps the warped mask most, above `ovsnet.iou_path`,
+   is the target's mask; its embedding joins the target's collection.
+2. Re-ID path: else a candidate closer than `ovsnet.reid_distance` to at least
+   `ovsnet.reid_share` of the collection: the one with the smallest mean distance.
+3. Flow path: else MGA refines the warped mask (nothing when it is empty, or after
+   `ovsnet.flow_frames` frames in a row on this path: the target is lost, and only the
+   Re-ID path can find it again, REIDENTIFIED).
+
+Choices where the paper is silent:
+- Each target's warped-mask box (10% larger, as the detector's boxes) joins the proposals,
+  last in the NMS order: the proposal head, trained on 27 videos and still images, misses
+  objects it has not seen.
+- A candidate goes to one target at most: the IoU path assigns the best overlaps first, the
+  Re-ID path the closest matches next.
+- The collection keeps the first frame's `first_features` embeddings (its box and jittered
+  copies) and the last `collection` ones the IoU path appended; the Re-ID path appends
+  nothing (a wrong match would then pull the next ones): memory stays flat.
+- The flow path's run is bounded (`flow_frames`): an object no detection has matched for
+  that long has gone (hidden, or out of view), and MGA would otherwise carry its warped mask
+  on the background for as long as it is away. A match with a candidate regressed from the
+  target's own warped-mask box counts as the flow path here (it is no independent evidence).
+- Streams in telemetry: BP for the IoU and flow paths (they follow the flow), BR for Re-ID.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+from torchvision.ops import nms
+
+from ...backends.lip import TorchLIP, create_lip_backend
+from ...config import EngineConfig
+from ...data.examples import jitter_box
+from ...model.flow import DISFlow, MaskWarp, flow_shape
+from ...model.geometry import enlarge_box, mask_box, paste_roi
+from ...model.lip import LIP, decode_boxes, heatmap_boxes, pool_boxes, pool_masks
+from ...model.ovsnet import MGA_MARGIN, OVSNetHeads, attention_map, enlarge, mga_inputs
+from ...model.weights import load_weights, weights_path
+from ..targets import FrameSegmentation, Segment, Target
+from ..types import Stream
+from .base import Method
+from .lip import LIPFrame, batch_rows, load_lip, working_frame
+from .lip_fit import GT_MARGIN
+
+IOU, REID, FLOW = "iou", "reid", "flow"
+
+
+@dataclass
+class OVSNetState:
+    first: torch.Tensor  # (first_features, 128) first-frame embeddings
+    recent: deque  # the last embeddings the IoU path appended, each (128,)
+    flow_run: int = 0  # consecutive frames carried by the flow path alone
+
+    def collection(self) -> torch.Tensor:
+        return torch.cat([self.first, torch.stack(list(self.recent))]) if self.recent else self.first
+
+
+@dataclass
+class OVSNetFrame:
+    lip: LIPFrame
+    gray: np.ndarray  # the working image in grey, for the flow
+
+
+@dataclass
+class Candidates:
+    boxes: torch.Tensor  # (R, 4) working pixels
+    masks: np.ndarray  # (R, h, w) bool at the working resolution
+    probs: list  # per candidate its 28x28 probability
+    embeddings: torch.Tensor  # (R, 128)
+    seeded: np.ndarray  # (R,) bool: regressed from a target's warped-mask box, not found by the heatmap
+
+
+def load_heads(config: EngineConfig, model: LIP, weights: str | None = None, untrained: bool = False) -> OVSNetHeads:
+    torch.manual_seed(0)
+    heads = OVSNetHeads(config.lip.channels, model.backbone.channels[0])
+    if not untrained:
+        load_weights(heads, weights_path(weights or config.ovsnet.weights), "OVSNet", "vos-ros train-ovsnet")
+    return heads.eval()
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(T, h, w) and (R, h, w) bool -> (T, R) IoU."""
+    a, b = a.reshape(len(a), -1).astype(np.float32), b.reshape(len(b), -1).astype(np.float32)
+    inter = a @ b.T
+    union = a.sum(1)[:, None] + b.sum(1)[None] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+
+
+class OVSNetMethod(Method):
+    name = "ovsnet"
+
+    def __init__(self, config: EngineConfig, backend: TorchLIP, heads: OVSNetHeads):
+        self.config, self.backend = config, backend
+        self.device = backend.device
+        self.heads = heads.to(self.device).eval()
+        self.flow = DISFlow(config.flow.preset, 1.0)  # on the working image
+
+    @classmethod
+    def from_config(cls, config, weights=None, device="cpu", untrained=False, backend="torch", precision=None,
+                    cache_dir=None) -> "OVSNetMethod":
+        model = load_lip(config, config.ovsnet.detector_weights, untrained)
+        cfg = config.ovsnet
+        rois = (1, cfg.proposals + 1, max(cfg.proposals + config.tracking.max_objects, cfg.first_features))
+        return cls(config, create_lip_backend(backend, model, config, device, precision, cache_dir, rois),
+                   load_heads(config, model, weights, untrained))
+
+    def mask_shape(self, width: int, height: int) -> tuple[int, int]:
+        return flow_shape(width, height, self.config.ovsnet.height / height)
+
+    def prepare(self, image: np.ndarray) -> OVSNetFrame:
+        small = cv2.resize(image, self.mask_shape(image.shape[1], image.shape[0])[::-1], interpolation=cv2.INTER_AREA)
+        return OVSNetFrame(working_frame(self.backend, small), self.flow.prepare(small))
+
+    def _detect(self, frame: LIPFrame) -> list[torch.Tensor]:
+        """One pass of the detector with a zero memory: its propagated levels, heatmap and sizes."""
+        _, propagated, (heatmap, size) = self.backend.memory(frame.levels[1:],
+                                                             self.backend.model.zero_hidden(frame.levels))
+        return propagated, heatmap, size
+
+    def _embed(self, propagated: list[torch.Tensor], boxes: torch.Tensor) -> torch.Tensor:
+        return self.heads.reid(self.backend.box_trunk(pool_boxes(propagated, batch_rows(boxes))))
+
+    @torch.no_grad()
+    def start(self, image: np.ndarray, targets: list[Target], masks: list[np.ndarray]) -> None:
+        frame = self.prepare(image)
+        propagated, _, _ = self._detect(frame.lip)
+        cfg = self.config.ovsnet
+        for target in targets:
+            box = enlarge_box(mask_box(target.prev_mask), GT_MARGIN)
+            rng = np.random.default_rng([target.id, 29])
+            boxes = [box] + [jitter_box(rng, box, 0.08) for _ in range(cfg.first_features - 1)]
+            first = self._embed(propagated, torch.tensor(boxes, dtype=torch.float32, device=self.device))
+            target.state = OVSNetState(first, deque(maxlen=cfg.collection))
+
+    def _candidates(self, frame: LIPFrame, propagated, heatmap, size, extra: list) -> Candidates:
+        cfg = self.config.ovsnet
+        h, w = frame.size
+        boxes, scores = heatmap_boxes(heatmap, size, cfg.proposals)
+        keep = scores > cfg.proposal_score
+        boxes, scores = boxes[keep], scores[keep]
+        detected = len(boxes)
+        if extra:  # the targets' warped-mask boxes, last in the NMS order
+            boxes = torch.cat([boxes, torch.tensor(extra, dtype=torch.float32, device=boxes.device)])
+            scores = torch.cat([scores, scores.new_zeros(len(extra))])
+        if not len(boxes):
+            return Candidates(boxes.reshape(0, 4), np.zeros((0, h, w), bool), [], torch.zeros((0, 128)),
+                              np.zeros(0, bool))
+        boxes = _clamped(boxes, w, h)
+        deltas = self.backend.model.box_predictor(self.backend.box_trunk(pool_boxes(propagated, batch_rows(boxes))))
+        boxes = _clamped(decode_boxes(boxes, deltas), w, h)
+        kept = nms(boxes, scores, cfg.nms_iou)
+        boxes, seeded = boxes[kept], (kept >= detected).cpu().numpy()
+        features = self.backend.mask_trunk(*pool_masks(propagated, frame.levels[0], batch_rows(boxes)))
+        probs = torch.sigmoid(self.backend.model.mask_predictor(features)[:, 0]).cpu().numpy()
+        masks = np.zeros((len(boxes), h, w), bool)
+        for r, (prob, box) in enumerate(zip(probs, boxes.tolist())):
+            window, (x, y) = paste_roi(prob, box, h, w)
+            masks[r, y:y + window.shape[0], x:x + window.shape[1]] = window > 0.5
+        return Candidates(boxes, masks, list(probs), self._embed(propagated, boxes), seeded)
+
+    @torch.no_grad()
+    def segment(self, targets: list[Target], image: np.ndarray, previous: OVSNetFrame, current: OVSNetFrame
+                ) -> FrameSegmentation:
+        cfg = self.config.ovsnet
+        t0 = time.perf_counter()
+        warp = MaskWarp.between(self.flow, previous.gray, current.gray, remove_ghosts=False)
+        warped = [warp(t.prev_mask) for t in targets]
+        timings = {"flow": time.perf_counter() - t0}
+        t0 = time.perf_counter()
+        propagated, heatmap, size = self._detect(current.lip)
+        extra = [enlarge_box(b, GT_MARGIN) for b in (mask_box(m) for m in warped) if b is not None]
+        found = self._candidates(current.lip, propagated, heatmap, size, extra)
+        timings["detect"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        paths, picks = self._cascade(targets, warped, found)
+        h, w = current.lip.size
+        height, width = image.shape[:2]
+        sx, sy = width / w, height / h
+        segments = []
+        for k, target in enumerate(targets):
+            window = None
+            if paths[k] in (IOU, REID):
+                box = tuple(found.boxes[picks[k]].tolist())
+                prob = found.probs[picks[k]]
+                if cfg.refine_detections:
+                    window, (x, y) = paste_roi(prob, box, h, w)
+                    soft = np.zeros((h, w), np.float32)
+                    soft[y:y + window.shape[0], x:x + window.shape[1]] = window
+                    prob, box = self._refine(propagated, current.lip.levels[0], soft, box)
+            elif paths[k] == FLOW:
+                prob, box = self._refine(propagated, current.lip.levels[0], warped[k], mask_box(warped[k]))
+            if paths[k] is not None:
+                x1, y1, x2, y2 = box
+                window = paste_roi(prob, (x1 * sx, y1 * sy, x2 * sx, y2 * sy), height, width)
+            segments.append(Segment(target=target, stream=Stream.BR if paths[k] == REID else Stream.BP, window=window,
+                                    propagated=warped[k]))
+        timings["link"] = time.perf_counter() - t0
+        links = [(FLOW if paths[k] == IOU and found.seeded[picks[k]] else paths[k],
+                  found.embeddings[picks[k]] if paths[k] == IOU else None) for k in range(len(targets))]
+        stream = Stream.BR if REID in paths else Stream.BP
+        return FrameSegmentation(segments, float("nan"), stream, timings, context=links)
+
+    def _cascade(self, targets: list[Target], warped: list[np.ndarray], found: Candidates
+                 ) -> tuple[list[str | None], list[int | None]]:
+        """Each target's path (IOU, REID, FLOW or None) and its candidate's index."""
+        cfg = self.config.ovsnet
+        count = len(targets)
+        paths, picks = [None] * count, [None] * count
+        taken = set()
+        if len(found.boxes):
+            ious = mask_iou(np.stack([m > 0.5 for m in warped]), found.masks)
+            for k, target in enumerate(targets):  # a target carried long enough by its own box alone
+                if target.state.flow_run >= cfg.flow_frames:
+                    ious[k, found.seeded] = 0.0
+            for k, r in sorted(np.argwhere(ious > cfg.iou_path).tolist(), key=lambda kr: -ious[kr[0], kr[1]]):
+                if paths[k] is None and r not in taken:
+                    paths[k], picks[k] = IOU, r
+                    taken.add(r)
+            matches = []
+            for k, target in enumerate(targets):
+                if paths[k] is None:
+                    distance = torch.cdist(found.embeddings, target.state.collection())  # (R, F)
+                    share = (distance < cfg.reid_distance).float().mean(1)
+                    mean = distance.mean(1)
+                    matches += [(float(mean[r]), k, r) for r in range(len(found.boxes)) if share[r] >= cfg.reid_share]
+            for _, k, r in sorted(matches):
+                if paths[k] is None and r not in taken:
+                    paths[k], picks[k] = REID, r
+                    taken.add(r)
+        for k, target in enumerate(targets):
+            if paths[k] is None and warped[k].max(initial=0) > 0.5 and target.state.flow_run < cfg.flow_frames:
+                paths[k] = FLOW
+        return paths, picks
+
+    def _refine(self, propagated, stride4: torch.Tensor, mask: np.ndarray, box: tuple) -> tuple[np.ndarray, tuple]:
+        """MGA on `mask` (working resolution) as attention in `box`: its 56x56 probability and the
+        enlarged box it covers."""
+        box = torch.tensor([box], dtype=torch.float32, device=self.device)
+        attention = attention_map(torch.from_numpy(mask)[None, None].to(self.device), box)
+        wide = enlarge(box, MGA_MARGIN)
+        logits = self.heads.mga(mga_inputs(propagated, stride4, batch_rows(wide), attention), attention)
+        return torch.sigmoid(logits)[0, 0].cpu().numpy(), tuple(wide[0].tolist())
+
+    def commit(self, frame: FrameSegmentation, found: list[Segment]) -> None:
+        found_ids = {s.target.id for s in found}
+        for segment, (path, embedding) in zip(frame.segments, frame.context):
+            state, is_found = segment.target.state, segment.target.id in found_ids
+            state.flow_run = state.flow_run + 1 if path == FLOW and is_found else 0
+            if embedding is not None and is_found and self.config.ovsnet.collection:
+                state.recent.append(embedding)
+
+
+def _clamped(boxes: torch.Tensor, w: int, h: int) -> torch.Tensor:
+    return torch.stack([boxes[:, 0].clamp(0, w - 2), boxes[:, 1].clamp(0, h - 2),
+                        boxes[:, 2].clamp(2, w), boxes[:, 3].clamp(2, h)], 1)

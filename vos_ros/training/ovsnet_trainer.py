@@ -1,0 +1,268 @@
+"""Training OVSNet's own heads (model/ovsnet.py) on the train video and still images; the
+detector (LIP's shipped network) stays frozen, as the paper keeps MGA's gradients out of it.
+
+Each batch item is a clip's reference frame and two later frames (frames skipped at random;
+a still image's clip moves along an affine path), at the working resolution, through the
+frozen backbone and the memory from a zero state (the detector's static mode).
+- Re-ID (OVSNet §3.1.2, Eq. 1): boxes jittered around each frame's object (its identity:
+  the train sequence, or the still image's clip) and background boxes (each its own
+  identity: never a positive, often the hardest negative); the batch-hard triplet loss.
+  Half the clips add their last frame once more with the object's colours changed, as
+  another identity (`recoloured`): without it the embedding took a colour-swapped
+  look-alike of the same shape for the object (docs/experiments.md).
+- MGA (§3.1.1), weight 1.3 (its Tab. 4): the object's mask perturbed as a tracker's warped
+  mask is (data/examples.py perturb_mask), half of them blurred as a detection's soft mask
+  is, is the attention; BCE against the ground truth on
+  the enlarged box. A share of the attention masks is moved off the object
+  (`off_object`): the flow carries an occluded object's mask onto what hides it, and MGA
+  must then answer "nothing here" for the engine to call the target lost.
+Resumable; every checkpoint leaves usable weights (`ovsnet_ITERATION.safetensors`) and, with
+held-out sequences, their J&F, the best kept as `ovsnet.safetensors`.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchvision.ops import roi_align
+
+from ..backends.lip import TorchLIP
+from ..config import EngineConfig
+from ..data.crops import VIDEO_HEIGHT, make_sample, scaled
+from ..data.examples import jitter_box, perturb_mask
+from ..data.pairs import VideoPairs, transformed_clip
+from ..data.stills import StillImages
+from ..inference.engine import Tracker
+from ..inference.methods.lip import load_lip
+from ..inference.methods.lip_fit import GT_MARGIN
+from ..inference.methods.ovsnet import OVSNetMethod
+from ..model.geometry import box_iou, enlarge_box, mask_box
+from ..model.lip import pool_boxes
+from ..model.ovsnet import MGA_MARGIN, MGA_SIZE, OVSNetHeads, attention_map, enlarge, mga_inputs, triplet_loss
+from ..model.weights import save_weights, weights_path
+from ..progress import progress
+from .common import log_loss, optimise, sequence_scores
+
+MGA_WEIGHT = 1.3  # OVSNet Tab. 4's lambda
+STILL_IDENTITY = 1_000_000  # still clips' identities start here (video: the sequence index)
+RECOLOURED_IDENTITY = 2_000_000  # recoloured objects: each its own identity
+
+
+@dataclass
+class OVSNetTrainSettings:
+    video: str  # DAVIS-layout train split (never a dev split)
+    out: str
+    stills: str = ""
+    still_share: float = 0.3
+    iterations: int = 1500
+    batch_size: int = 6  # clips; three frames each
+    lr: float = 1e-3  # cosine decay
+    max_gap: int = 5
+    crop: tuple[int, int] = (224, 384)  # (h, w) at the working resolution
+    boxes: int = 2  # jittered object boxes per frame (Re-ID)
+    background: int = 2  # background boxes per frame (Re-ID)
+    off_object: float = 0.15  # share of MGA attention masks moved off the object
+    soft_attention: float = 0.5  # share of MGA attention masks blurred (as a detection's probability is)
+    recoloured: float = 0.5  # share of clips that add their last frame with the object recoloured (Re-ID)
+    seed: int = 0
+    checkpoint_every: int = 250
+    holdout: str = ""  # comma-separated train sequences scored at every checkpoint
+
+    @property
+    def holdouts(self) -> tuple[str, ...]:
+        return tuple(s for s in self.holdout.split(",") if s)
+
+
+def _clip(rng: np.random.Generator, video: VideoPairs, stills: StillImages | None, settings: OVSNetTrainSettings,
+          index: int):
+    """A clip of two frames (and its reference) and its identity."""
+    if stills is not None and rng.random() < settings.still_share:
+        image, mask, _ = stills.random_object(rng)
+        if mask.any():
+            image, mask = scaled(image, mask, VIDEO_HEIGHT / min(mask.shape))
+            clip = transformed_clip(rng, image, mask, 3)
+            clip.ref_image, clip.ref_mask = clip.frames[0], clip.masks[0]
+            clip.frames, clip.masks = clip.frames[1:], clip.masks[1:]
+            return clip, STILL_IDENTITY + index
+    clip = video.sample_clip(rng, 2)
+    return clip, clip.sequence
+
+
+def off_object_mask(rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
+    """The mask moved 1-2 of its sizes away (the warped mask of an object that went behind
+    something), or the object itself where the move leaves the frame."""
+    box = mask_box(mask)
+    h, w = mask.shape
+    size = np.array([box[2] - box[0], box[3] - box[1]])
+    shift = rng.choice([-1, 1], 2) * rng.uniform(1.0, 2.0, 2) * size
+    ys, xs = np.nonzero(mask)
+    xs, ys = (xs + shift[0]).astype(int), (ys + shift[1]).astype(int)
+    keep = (xs >= 0) & (xs < w) & (ys >= 0) & (ys < h)
+    if keep.sum() < 0.5 * len(xs):
+        return mask
+    out = np.zeros_like(mask)
+    out[ys[keep], xs[keep]] = True
+    return out
+
+
+def recoloured(rng: np.random.Generator, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The image with the object's colours changed (a channel permutation, or inverted): a
+    look-alike of the same shape and pose that is another object."""
+    out = image.copy()
+    pick = int(rng.integers(6))
+    changed = 255 - image if pick == 5 else image[..., [(1, 2, 0), (2, 0, 1), (0, 2, 1), (2, 1, 0), (1, 0, 2)][pick]]
+    out[mask] = changed[mask]
+    return out
+
+
+def _background_boxes(rng: np.random.Generator, truth: tuple, count: int, width: int, height: int) -> list:
+    boxes = []
+    for _ in range(20 * count):
+        if len(boxes) >= count:
+            break
+        bw, bh = rng.uniform(0.1, 0.6) * width, rng.uniform(0.1, 0.6) * height
+        x, y = rng.uniform(0, width - bw), rng.uniform(0, height - bh)
+        box = (x, y, x + bw, y + bh)
+        if box_iou(box, truth) < 0.3:
+            boxes.append(box)
+    return boxes
+
+
+def batch_loss(lip, heads: OVSNetHeads, views: list[tuple[np.ndarray, np.ndarray, int]], rng: np.random.Generator,
+               settings: OVSNetTrainSettings) -> tuple[torch.Tensor, dict[str, float]]:
+    """Re-ID triplet loss + MGA_WEIGHT x MGA BCE over the views (image, mask, identity)."""
+    images = torch.from_numpy(np.stack([v[0] for v in views])).permute(0, 3, 1, 2).float().div_(255.0)
+    with torch.no_grad():
+        levels = lip.backbone(images)
+        _, propagated, _, _ = lip.memory(levels[1:], lip.zero_hidden(levels))
+    height, width = images.shape[-2:]
+    reid_rows, labels, mga_rows, masks_used = [], [], [], []
+    negative = -1
+    for i, (_, mask, identity) in enumerate(views):
+        truth = mask_box(mask)
+        if truth is None:
+            continue
+        gt = enlarge_box(truth, GT_MARGIN)
+        for _ in range(settings.boxes):
+            reid_rows.append((i, *jitter_box(rng, gt, 0.08)))
+            labels.append(identity)
+        for box in _background_boxes(rng, gt, settings.background, width, height):
+            reid_rows.append((i, *box))
+            labels.append(negative)
+            negative -= 1
+        attention = off_object_mask(rng, mask) if rng.random() < settings.off_object else perturb_mask(rng, mask)
+        mga_rows.append((i, *mask_box(attention)))
+        attention = attention.astype(np.float32)
+        if rng.random() < settings.soft_attention:  # a detection's soft 28x28 mask, pasted
+            attention = cv2.GaussianBlur(attention, (0, 0), float(rng.uniform(0.5, 3.0)))
+        masks_used.append(attention)
+    if not reid_rows:
+        zero = images.new_zeros(())
+        return zero, {"reid": 0.0, "mga": 0.0}
+    rows = torch.tensor(reid_rows, dtype=torch.float32)
+    with torch.no_grad():
+        features = lip.box_trunk(pool_boxes(propagated, rows))
+    reid = triplet_loss(heads.reid(features), torch.tensor(labels))
+    boxes = torch.tensor([r[1:] for r in mga_rows], dtype=torch.float32)
+    index = torch.tensor([r[0] for r in mga_rows], dtype=torch.float32)[:, None]
+    attention_masks = torch.from_numpy(np.stack(masks_used)).float()[:, None]
+    attention = attention_map(attention_masks, boxes)
+    wide_rows = torch.cat([index, enlarge(boxes, MGA_MARGIN)], 1)
+    logits = heads.mga(mga_inputs(propagated, levels[0], wide_rows, attention), attention)
+    truth_masks = torch.from_numpy(np.stack([views[int(r[0])][1] for r in mga_rows])).float()[:, None]
+    local_rows = torch.cat([torch.arange(len(mga_rows), dtype=torch.float32)[:, None], enlarge(boxes, MGA_MARGIN)], 1)
+    target = roi_align(truth_masks, local_rows, (MGA_SIZE, MGA_SIZE), 1.0, 2, True)
+    mga = F.binary_cross_entropy_with_logits(logits, target)
+    return reid + MGA_WEIGHT * mga, {"reid": reid.item(), "mga": mga.item()}
+
+
+def holdout_scores(lip, heads: OVSNetHeads, config: EngineConfig, video: str, sequences: tuple[str, ...]
+                   ) -> dict[str, float]:
+    method = OVSNetMethod(config, TorchLIP(copy.deepcopy(lip), "cpu"), copy.deepcopy(heads))
+    return sequence_scores(Tracker(config, method), video, sequences)
+
+
+def _save_checkpoint(path: Path, heads: OVSNetHeads, optimizer, iteration: int, best: dict) -> None:
+    torch.save({"heads": heads.state_dict(), "optimizer": optimizer.state_dict(), "iteration": iteration,
+                "best": best}, path.with_suffix(".tmp"))
+    path.with_suffix(".tmp").replace(path)
+
+
+def train_ovsnet(config: EngineConfig, settings: OVSNetTrainSettings, resume: bool = True,
+                 detector_untrained: bool = False) -> Path:
+    """`detector_untrained`: an ImageNet backbone with random detector heads (tests only)."""
+    out = Path(settings.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(settings.seed)
+    lip = load_lip(config, config.ovsnet.detector_weights, detector_untrained)
+    detector = weights_path(config.ovsnet.detector_weights)
+    heads = OVSNetHeads(config.lip.channels, lip.backbone.channels[0])
+    optimizer = torch.optim.AdamW(heads.parameters(), lr=settings.lr, weight_decay=1e-4)
+    video = VideoPairs(settings.video, max_gap=settings.max_gap, exclude=settings.holdouts)
+    stills = StillImages(settings.stills) if settings.stills else None
+    start, best = 0, {"score": -1.0, "iteration": 0}
+    checkpoint, weights = out / "checkpoint.pt", out / "ovsnet.safetensors"
+    if resume and checkpoint.exists():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        heads.load_state_dict(state["heads"])
+        optimizer.load_state_dict(state["optimizer"])
+        start, best = state["iteration"], state["best"]
+        print(f"resuming from {checkpoint} at iteration {start}")
+    (out / "settings.json").write_text(json.dumps({"settings": asdict(settings), "config": config.to_dict()}, indent=2))
+    log = (out / "losses.jsonl").open("a")
+    bar = progress(total=settings.iterations, initial=start, desc="train-ovsnet", unit="it")
+    running, t0, iteration = None, time.time(), start
+    scale = config.ovsnet.height / VIDEO_HEIGHT
+    lineage = {"method": "ovsnet", "config": config.name, "height": config.ovsnet.height,
+               "detector_weights": detector.name,
+               "detector_weights_sha256": (hashlib.sha256(detector.read_bytes()).hexdigest()
+                                           if not detector_untrained else "untrained"),
+               "command": "vos-ros train-ovsnet", "train": asdict(settings)}
+    heads.train()
+    while iteration < settings.iterations:
+        for group in optimizer.param_groups:
+            group["lr"] = settings.lr * 0.5 * (1 + math.cos(math.pi * iteration / settings.iterations))
+        rng = np.random.default_rng([settings.seed, 23, iteration])  # per iteration: resumable
+        views = []
+        for k in range(settings.batch_size):
+            clip, identity = _clip(rng, video, stills, settings, k)
+            sample = make_sample(clip, rng, scale, settings.crop)
+            views += [(sample.ref_image, sample.ref_mask, identity)]
+            views += [(f, m, identity) for f, m in zip(sample.frames, sample.masks)]
+            if rng.random() < settings.recoloured:
+                views.append((recoloured(rng, sample.frames[-1], sample.masks[-1]), sample.masks[-1],
+                              RECOLOURED_IDENTITY + iteration * settings.batch_size + k))
+        loss, parts = batch_loss(lip, heads, views, rng, settings)
+        value = optimise(optimizer, loss, list(heads.parameters())) if loss.requires_grad else float(loss)
+        iteration += 1
+        running = log_loss(log, bar, iteration, time.time() - t0, value, running)
+        if iteration % settings.checkpoint_every == 0 or iteration == settings.iterations:
+            heads.eval()
+            save_weights(heads, out / f"ovsnet_{iteration}.safetensors", {**lineage, "iterations": iteration})
+            _save_checkpoint(checkpoint, heads, optimizer, iteration, best)  # before the (slow) scoring
+            scores = holdout_scores(lip, heads, config, settings.video, settings.holdouts) if settings.holdouts else {}
+            heads.train()
+            score = float(np.mean(list(scores.values()))) if scores else float(iteration)
+            bar.write(f"iteration {iteration}, {time.time() - t0:.0f} s: loss {running:.3f} (reid {parts['reid']:.3f}, "
+                      f"mga {parts['mga']:.3f})" + (f", holdout J&F {score:.4f}" if scores else ""))
+            log.write(json.dumps({"iteration": iteration, "holdout": settings.holdout, "JF": round(score, 4),
+                                  "per_sequence": {k: round(v, 4) for k, v in scores.items()}}) + "\n")
+            log.flush()
+            if score > best["score"]:
+                best = {"score": score, "iteration": iteration}
+                save_weights(heads, weights, {**lineage, "iterations": iteration, "selected_iteration": iteration,
+                                              **({"holdout_JF": round(score, 4)} if scores else {})})
+            _save_checkpoint(checkpoint, heads, optimizer, iteration, best)
+    bar.close()
+    log.close()
+    return weights
