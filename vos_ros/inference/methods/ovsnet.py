@@ -46,7 +46,7 @@ from ...data.examples import jitter_box
 from ...model.flow import DISFlow, MaskWarp, flow_shape
 from ...model.geometry import enlarge_box, mask_box, paste_roi
 from ...model.lip import LIP, decode_boxes, heatmap_boxes, pool_boxes, pool_masks
-from ...model.ovsnet import MGA_MARGIN, OVSNetHeads, attention_map, enlarge, mga_inputs
+from ...model.ovsnet import EMBEDDING, MGA_MARGIN, OVSNetHeads, attention_map, enlarge, mga_inputs
 from ...model.weights import load_weights, weights_path
 from ..targets import FrameSegmentation, Segment, Target
 from ..types import Stream
@@ -123,7 +123,7 @@ class OVSNetMethod(Method):
         small = cv2.resize(image, self.mask_shape(image.shape[1], image.shape[0])[::-1], interpolation=cv2.INTER_AREA)
         return OVSNetFrame(working_frame(self.backend, small), self.flow.prepare(small))
 
-    def _detect(self, frame: LIPFrame) -> list[torch.Tensor]:
+    def _detect(self, frame: LIPFrame) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
         """One pass of the detector with a zero memory: its propagated levels, heatmap and sizes."""
         _, propagated, (heatmap, size) = self.backend.memory(frame.levels[1:],
                                                              self.backend.model.zero_hidden(frame.levels))
@@ -155,7 +155,7 @@ class OVSNetMethod(Method):
             boxes = torch.cat([boxes, torch.tensor(extra, dtype=torch.float32, device=boxes.device)])
             scores = torch.cat([scores, scores.new_zeros(len(extra))])
         if not len(boxes):
-            return Candidates(boxes.reshape(0, 4), np.zeros((0, h, w), bool), [], torch.zeros((0, 128)),
+            return Candidates(boxes.reshape(0, 4), np.zeros((0, h, w), bool), [], torch.zeros((0, EMBEDDING)),
                               np.zeros(0, bool))
         boxes = _clamped(boxes, w, h)
         deltas = self.backend.model.box_predictor(self.backend.box_trunk(pool_boxes(propagated, batch_rows(boxes))))
