@@ -99,6 +99,23 @@ def test_the_feature_collection_stays_bounded_over_a_long_stream():
     assert max(sizes) == 3 and state.collection().shape == (tracker.config.ovsnet.first_features + 3, 128)
 
 
+def test_lucid_dreaming_fits_mga_per_add_and_reset_restores_it():
+    tracker = Tracker.from_config(small_config(**{"ovsnet.adapt_iterations": 5, "ovsnet.adapt_pairs": 2}),
+                                  untrained=True)
+    offline = {k: v.clone() for k, v in tracker.method.heads.mga.state_dict().items()}
+    clip = make_clip(3, (160, 96), num_objects=2, seed=3)
+    tracker.add_targets(clip.frames[0], clip.labels[0])
+    assert set(tracker.method._dreamt) == {1, 2} and tracker.method.last_adaptation["seconds"] > 0
+    changed = tracker.method.heads.mga.state_dict()
+    assert any(not torch.equal(offline[k], changed[k]) for k in offline)
+    tracker.step(clip.frames[1])
+    tracker.remove_targets([2])
+    assert set(tracker.method._dreamt) == {1}
+    tracker.reset()
+    assert not tracker.method._dreamt
+    assert all(torch.equal(offline[k], v) for k, v in tracker.method.heads.mga.state_dict().items())
+
+
 def test_ovsnet_segments_through_the_engine(untrained_ovsnet):
     tracker = untrained_ovsnet
     clip = make_clip(5, (160, 96), num_objects=2, seed=3)

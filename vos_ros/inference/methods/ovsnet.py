@@ -26,11 +26,14 @@ Choices where the paper is silent:
   that long has gone (hidden, or out of view), and MGA would otherwise carry its warped mask
   on the background for as long as it is away. A match with a candidate regressed from the
   target's own warped-mask box counts as the flow path here (it is no independent evidence).
+- Lucid Data Dreaming at run time (`ovsnet.adapt_iterations`, off by default): MGA refitted
+  on every add from its offline weights on pairs dreamt from the targets' first frame.
 - Streams in telemetry: BP for the IoU and flow paths (they follow the flow), BR for Re-ID.
 """
 
 from __future__ import annotations
 
+import copy
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -38,15 +41,17 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import torch
-from torchvision.ops import nms
+import torch.nn.functional as F
+from torchvision.ops import nms, roi_align
 
 from ...backends.lip import TorchLIP, create_lip_backend
 from ...config import EngineConfig
-from ...data.examples import jitter_box
+from ...data.examples import jitter_box, perturb_mask
+from ...data.pairs import FirstFramePairs
 from ...model.flow import DISFlow, MaskWarp, flow_shape
 from ...model.geometry import enlarge_box, mask_box, paste_roi
 from ...model.lip import LIP, decode_boxes, heatmap_boxes, pool_boxes, pool_masks
-from ...model.ovsnet import EMBEDDING, MGA_MARGIN, OVSNetHeads, attention_map, enlarge, mga_inputs
+from ...model.ovsnet import EMBEDDING, MGA_MARGIN, MGA_SIZE, OVSNetHeads, attention_map, enlarge, mga_inputs
 from ...model.weights import load_weights, weights_path
 from ..targets import FrameSegmentation, Segment, Target
 from ..types import Stream
@@ -106,6 +111,17 @@ class OVSNetMethod(Method):
         self.device = backend.device
         self.heads = heads.to(self.device).eval()
         self.flow = DISFlow(config.flow.preset, 1.0)  # on the working image
+        self._offline_mga = copy.deepcopy(self.heads.mga.state_dict())
+        self._dreamt: dict[int, tuple[torch.Tensor, ...]] = {}  # per target: its lucid-dreaming MGA examples
+        self.last_adaptation: dict[str, float] = {}
+
+    def reset(self) -> None:
+        self._dreamt.clear()
+        self.heads.mga.load_state_dict(self._offline_mga)
+
+    def remove(self, ids: list[int]) -> None:
+        for i in ids:
+            self._dreamt.pop(i, None)
 
     @classmethod
     def from_config(cls, config, weights=None, device="cpu", untrained=False, backend="torch", precision=None,
@@ -143,6 +159,64 @@ class OVSNetMethod(Method):
             boxes = [box] + [jitter_box(rng, box, 0.08) for _ in range(cfg.first_features - 1)]
             first = self._embed(propagated, torch.tensor(boxes, dtype=torch.float32, device=self.device))
             target.state = OVSNetState(first, deque(maxlen=cfg.collection))
+        if cfg.adapt_iterations:
+            self._adapt(image, targets, masks)
+
+    def _adapt(self, image: np.ndarray, targets: list[Target], masks: list[np.ndarray]) -> None:
+        """OVSNet's Lucid Data Dreaming at run time (its §4.1 adds the first frames' dreamt pairs
+        to training): MGA fine-tuned from its offline weights on pairs dreamt from each current
+        target's first frame (data/pairs.py FirstFramePairs), the attention the object's mask
+        perturbed as in training. One MGA serves all targets, refitted on every add."""
+        t0 = time.perf_counter()
+        cfg = self.config.ovsnet
+        labels = np.zeros(masks[0].shape, np.int32)
+        for target, mask in zip(targets, masks):
+            labels[mask] = target.id
+        dream = FirstFramePairs(image, labels, [t.id for t in targets])
+        shape = self.mask_shape(image.shape[1], image.shape[0])[::-1]
+        for target in targets:
+            rng = np.random.default_rng([target.id, 31])
+            rows = []
+            for _ in range(4 * cfg.adapt_pairs):
+                if len(rows) == cfg.adapt_pairs:
+                    break
+                pair = dream.sample(rng, target.id)
+                mask = cv2.resize(pair.mask.astype(np.uint8), shape, interpolation=cv2.INTER_NEAREST) > 0
+                if mask.sum() < 16:
+                    continue
+                frame = working_frame(self.backend, cv2.resize(pair.image, shape, interpolation=cv2.INTER_AREA))
+                propagated, _, _ = self._detect(frame)
+                attention_mask = perturb_mask(rng, mask).astype(np.float32)
+                box = torch.tensor([mask_box(attention_mask)], dtype=torch.float32, device=self.device)
+                attention = attention_map(torch.from_numpy(attention_mask)[None, None].to(self.device), box)
+                wide = batch_rows(enlarge(box, MGA_MARGIN))
+                truth = roi_align(torch.from_numpy(mask.astype(np.float32))[None, None].to(self.device), wide,
+                                  (MGA_SIZE, MGA_SIZE), 1.0, 2, True)
+                rows.append((mga_inputs(propagated, frame.levels[0], wide, attention), attention, truth))
+            if rows:
+                self._dreamt[target.id] = tuple(torch.cat(parts) for parts in zip(*rows))
+        self._fit_mga()
+        self.last_adaptation["seconds"] = time.perf_counter() - t0
+
+    @torch.inference_mode(False)
+    def _fit_mga(self) -> None:
+        cfg = self.config.ovsnet
+        mga = self.heads.mga
+        mga.load_state_dict(self._offline_mga)
+        if not self._dreamt:
+            return
+        inputs, attention, truth = (torch.cat(parts) for parts in zip(*self._dreamt.values()))
+        generator = torch.Generator().manual_seed(0)
+        optimizer = torch.optim.AdamW(mga.parameters(), lr=cfg.adapt_lr, weight_decay=1e-4)
+        with torch.enable_grad():
+            for _ in range(cfg.adapt_iterations):
+                pick = torch.randint(len(truth), (min(8, len(truth)),), generator=generator).to(self.device)
+                loss = F.binary_cross_entropy_with_logits(mga(inputs[pick], attention[pick]), truth[pick])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+        mga.eval()
+        self.last_adaptation["loss"] = loss.item()
 
     def _candidates(self, frame: LIPFrame, propagated, heatmap, size, extra: list) -> Candidates:
         cfg = self.config.ovsnet
