@@ -55,10 +55,6 @@ def reacquisition(tracker, seed: int) -> Reacquisition:
                          sum(reports[t][0] == TargetStatus.REIDENTIFIED for t in hidden))
 
 
-def reacquisition_table(tracker, seeds: list[int]) -> list[Reacquisition]:
-    return [reacquisition(tracker, seed) for seed in seeds]
-
-
 def summary(rows: list[Reacquisition]) -> str:
     found = [r.frames_to_reacquire for r in rows if r.frames_to_reacquire is not None]
     return (f"re-acquired {len(found)}/{len(rows)}, frames to re-acquire median "

@@ -177,6 +177,12 @@ def decode_boxes(proposals: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
     return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], -1)
 
 
+def clamp_boxes(boxes: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """(R, 4) boxes kept inside a (width, height) image, each at least 2 pixels from its far side."""
+    return torch.stack([boxes[:, 0].clamp(0, width - 2), boxes[:, 1].clamp(0, height - 2),
+                        boxes[:, 2].clamp(2, width), boxes[:, 3].clamp(2, height)], 1)
+
+
 def heatmap_boxes(heatmap: torch.Tensor, size: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The `count` strongest local maxima of one frame's centre heatmap (1, 1, h, w) as boxes at
     the input's resolution (their log sizes in stride-8 cells) and their probabilities."""

@@ -92,11 +92,17 @@ class OVSNetHeads(nn.Module):
         self.mga = MaskGuidedAttention(memory_channels + stride4_channels)
 
 
+def _enlarged_rows(boxes: torch.Tensor) -> torch.Tensor:
+    """RoIAlign rows (R, 5) of each box enlarged by MGA_MARGIN, box k on batch item k."""
+    index = torch.arange(len(boxes), dtype=boxes.dtype, device=boxes.device)[:, None]
+    return torch.cat([index, enlarge(boxes, MGA_MARGIN)], 1)
+
+
 def attention_map(mask: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     """The MGA attention (R, 1, 28, 28): each mask (R, 1, H, W) RoIAligned on its box enlarged
     by MGA_MARGIN (`boxes` (R, 4): the masks' own boxes), MGA_RING outside its own box."""
-    wide = enlarge(boxes, MGA_MARGIN)
-    rows = torch.cat([torch.arange(len(boxes), dtype=boxes.dtype, device=boxes.device)[:, None], wide], 1)
+    rows = _enlarged_rows(boxes)
+    wide = rows[:, 1:]
     att = roi_align(mask, rows, (MGA_POOL, MGA_POOL), 1.0, 2, True)
     grid = (torch.arange(MGA_POOL, dtype=boxes.dtype, device=boxes.device) + 0.5) / MGA_POOL
     xs = wide[:, 0:1] + grid[None] * (wide[:, 2:3] - wide[:, 0:1])  # (R, 28) cell centres, pixels
@@ -107,6 +113,11 @@ def attention_map(mask: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     return torch.where(inside, att, torch.full_like(att, MGA_RING))
 
 
+def mga_target(masks: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """What MGA is trained to output: each mask (R, 1, H, W) on its box enlarged, (R, 1, 56, 56)."""
+    return roi_align(masks, _enlarged_rows(boxes), (MGA_SIZE, MGA_SIZE), 1.0, 2, True)
+
+
 def enlarge(boxes: torch.Tensor, margin: float) -> torch.Tensor:
     """(R, 4) boxes grown by `margin` of their size, centred."""
     half = (boxes[:, 2:] - boxes[:, :2]) * (1 + margin) / 2
@@ -114,13 +125,18 @@ def enlarge(boxes: torch.Tensor, margin: float) -> torch.Tensor:
     return torch.cat([centre - half, centre + half], 1)
 
 
-def mga_inputs(propagated: list[torch.Tensor], stride4: torch.Tensor, rows: torch.Tensor,
-               attention: torch.Tensor) -> torch.Tensor:
-    """The attended features on `rows` (R, 5: batch index + the enlarged box at the input's
-    resolution): the stride-8 propagated level and the stride-4 backbone level at 28x28."""
+def mga_inputs(propagated: list[torch.Tensor], stride4: torch.Tensor, masks: torch.Tensor, boxes: torch.Tensor,
+               index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """MGA's two inputs for masks (R, 1, H, W) on their boxes (R, 4) in batch items `index`
+    (R,) of the levels: the attended features, the stride-8 propagated level and the stride-4
+    backbone level RoIAligned at 28x28 on the enlarged box and multiplied by the attention,
+    and the attention; and the enlarged boxes (R, 4) the output covers."""
+    attention = attention_map(masks, boxes)
+    wide = enlarge(boxes, MGA_MARGIN)
+    rows = torch.cat([index.to(boxes.dtype)[:, None], wide], 1)
     pooled = torch.cat([roi_align(propagated[0], rows, (MGA_POOL, MGA_POOL), 1.0 / MEMORY_STRIDES[0], 2, True),
                         roi_align(stride4, rows, (MGA_POOL, MGA_POOL), 1.0 / STRIDES[0], 2, True)], 1)
-    return pooled * attention
+    return pooled * attention, attention, wide
 
 
 def triplet_loss(embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -34,7 +34,6 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.ops import roi_align
 
 from ..backends.lip import TorchLIP
 from ..config import EngineConfig
@@ -48,7 +47,7 @@ from ..inference.methods.lip_fit import GT_MARGIN
 from ..inference.methods.ovsnet import OVSNetMethod
 from ..model.geometry import box_iou, enlarge_box, mask_box
 from ..model.lip import pool_boxes
-from ..model.ovsnet import MGA_MARGIN, MGA_SIZE, OVSNetHeads, attention_map, enlarge, mga_inputs, triplet_loss
+from ..model.ovsnet import OVSNetHeads, mga_inputs, mga_target, triplet_loss
 from ..model.weights import save_weights, weights_path
 from ..progress import progress
 from .common import log_loss, optimise, sequence_scores
@@ -174,15 +173,11 @@ def batch_loss(lip, heads: OVSNetHeads, views: list[tuple[np.ndarray, np.ndarray
         features = lip.box_trunk(pool_boxes(propagated, rows))
     reid = triplet_loss(heads.reid(features), torch.tensor(labels))
     boxes = torch.tensor([r[1:] for r in mga_rows], dtype=torch.float32)
-    index = torch.tensor([r[0] for r in mga_rows], dtype=torch.float32)[:, None]
-    attention_masks = torch.from_numpy(np.stack(masks_used)).float()[:, None]
-    attention = attention_map(attention_masks, boxes)
-    wide_rows = torch.cat([index, enlarge(boxes, MGA_MARGIN)], 1)
-    logits = heads.mga(mga_inputs(propagated, levels[0], wide_rows, attention), attention)
+    index = torch.tensor([r[0] for r in mga_rows])
+    attended, attention, _ = mga_inputs(propagated, levels[0], torch.from_numpy(np.stack(masks_used))[:, None],
+                                        boxes, index)
     truth_masks = torch.from_numpy(np.stack([views[int(r[0])][1] for r in mga_rows])).float()[:, None]
-    local_rows = torch.cat([torch.arange(len(mga_rows), dtype=torch.float32)[:, None], enlarge(boxes, MGA_MARGIN)], 1)
-    target = roi_align(truth_masks, local_rows, (MGA_SIZE, MGA_SIZE), 1.0, 2, True)
-    mga = F.binary_cross_entropy_with_logits(logits, target)
+    mga = F.binary_cross_entropy_with_logits(heads.mga(attended, attention), mga_target(truth_masks, boxes))
     return reid + MGA_WEIGHT * mga, {"reid": reid.item(), "mga": mga.item()}
 
 

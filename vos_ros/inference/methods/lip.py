@@ -47,7 +47,7 @@ from ...backends.lip import TorchLIP, create_lip_backend
 from ...config import EngineConfig
 from ...model.flow import flow_shape
 from ...model.geometry import box_iou, enlarge_box, mask_box, paste_roi
-from ...model.lip import LIP, MASK_SIZE, decode_boxes, encode_boxes, heatmap_boxes, pool_boxes, pool_masks
+from ...model.lip import LIP, MASK_SIZE, clamp_boxes, decode_boxes, encode_boxes, heatmap_boxes, pool_boxes, pool_masks
 from ...model.weights import load_weights, weights_path
 from ..targets import FrameSegmentation, Segment, Target
 from ..types import Stream
@@ -244,9 +244,7 @@ class LIPMethod(Method):
         last = [t.state.box for t in targets if t.state.box is not None]
         if last:
             proposals.append(torch.tensor([b for box in last for b in local_boxes(box)], dtype=torch.float32))
-        rois = torch.cat(proposals)
-        rois = torch.stack([rois[:, 0].clamp(0, w - 2), rois[:, 1].clamp(0, h - 2),
-                            rois[:, 2].clamp(2, w), rois[:, 3].clamp(2, h)], 1)
+        rois = clamp_boxes(torch.cat(proposals), w, h)
         features = self.backend.box_trunk(pool_boxes(propagated, batch_rows(rois)))
         scores = torch.softmax(self._heads.id(features), 1)[:, 1:]
         boxes = decode_boxes(rois, self._heads.boxes(features))

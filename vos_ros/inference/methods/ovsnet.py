@@ -42,7 +42,7 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.ops import nms, roi_align
+from torchvision.ops import nms
 
 from ...backends.lip import TorchLIP, create_lip_backend
 from ...config import EngineConfig
@@ -50,8 +50,8 @@ from ...data.examples import jitter_box, perturb_mask
 from ...data.pairs import FirstFramePairs
 from ...model.flow import DISFlow, MaskWarp, flow_shape
 from ...model.geometry import enlarge_box, mask_box, paste_roi
-from ...model.lip import LIP, decode_boxes, heatmap_boxes, pool_boxes, pool_masks
-from ...model.ovsnet import EMBEDDING, MGA_MARGIN, MGA_SIZE, OVSNetHeads, attention_map, enlarge, mga_inputs
+from ...model.lip import LIP, clamp_boxes, decode_boxes, heatmap_boxes, pool_boxes, pool_masks
+from ...model.ovsnet import EMBEDDING, OVSNetHeads, mga_inputs, mga_target
 from ...model.weights import load_weights, weights_path
 from ..targets import FrameSegmentation, Segment, Target
 from ..types import Stream
@@ -188,11 +188,9 @@ class OVSNetMethod(Method):
                 propagated, _, _ = self._detect(frame)
                 attention_mask = perturb_mask(rng, mask).astype(np.float32)
                 box = torch.tensor([mask_box(attention_mask)], dtype=torch.float32, device=self.device)
-                attention = attention_map(torch.from_numpy(attention_mask)[None, None].to(self.device), box)
-                wide = batch_rows(enlarge(box, MGA_MARGIN))
-                truth = roi_align(torch.from_numpy(mask.astype(np.float32))[None, None].to(self.device), wide,
-                                  (MGA_SIZE, MGA_SIZE), 1.0, 2, True)
-                rows.append((mga_inputs(propagated, frame.levels[0], wide, attention), attention, truth))
+                attended, attention, _ = self._attend(propagated, frame.levels[0], attention_mask, box)
+                truth = mga_target(torch.from_numpy(mask.astype(np.float32))[None, None].to(self.device), box)
+                rows.append((attended, attention, truth))
             if rows:
                 self._dreamt[target.id] = tuple(torch.cat(parts) for parts in zip(*rows))
         self._fit_mga()
@@ -231,9 +229,9 @@ class OVSNetMethod(Method):
         if not len(boxes):
             return Candidates(boxes.reshape(0, 4), np.zeros((0, h, w), bool), [], torch.zeros((0, EMBEDDING)),
                               np.zeros(0, bool))
-        boxes = _clamped(boxes, w, h)
+        boxes = clamp_boxes(boxes, w, h)
         deltas = self.backend.model.box_predictor(self.backend.box_trunk(pool_boxes(propagated, batch_rows(boxes))))
-        boxes = _clamped(decode_boxes(boxes, deltas), w, h)
+        boxes = clamp_boxes(decode_boxes(boxes, deltas), w, h)
         kept = nms(boxes, scores, cfg.nms_iou)
         boxes, seeded = boxes[kept], (kept >= detected).cpu().numpy()
         features = self.backend.mask_trunk(*pool_masks(propagated, frame.levels[0], batch_rows(boxes)))
@@ -321,11 +319,14 @@ class OVSNetMethod(Method):
     def _refine(self, propagated, stride4: torch.Tensor, mask: np.ndarray, box: tuple) -> tuple[np.ndarray, tuple]:
         """MGA on `mask` (working resolution) as attention in `box`: its 56x56 probability and the
         enlarged box it covers."""
-        box = torch.tensor([box], dtype=torch.float32, device=self.device)
-        attention = attention_map(torch.from_numpy(mask)[None, None].to(self.device), box)
-        wide = enlarge(box, MGA_MARGIN)
-        logits = self.heads.mga(mga_inputs(propagated, stride4, batch_rows(wide), attention), attention)
-        return torch.sigmoid(logits)[0, 0].cpu().numpy(), tuple(wide[0].tolist())
+        attended, attention, wide = self._attend(propagated, stride4, mask,
+                                                 torch.tensor([box], dtype=torch.float32, device=self.device))
+        return torch.sigmoid(self.heads.mga(attended, attention))[0, 0].cpu().numpy(), tuple(wide[0].tolist())
+
+    def _attend(self, propagated, stride4: torch.Tensor, mask: np.ndarray, box: torch.Tensor):
+        """mga_inputs of one working-resolution mask on its box (1, 4), this frame's levels."""
+        return mga_inputs(propagated, stride4, torch.from_numpy(mask)[None, None].to(self.device), box,
+                          torch.zeros(1, device=self.device))
 
     def commit(self, frame: FrameSegmentation, found: list[Segment]) -> None:
         found_ids = {s.target.id for s in found}
@@ -335,7 +336,3 @@ class OVSNetMethod(Method):
             if embedding is not None and is_found and self.config.ovsnet.collection:
                 state.recent.append(embedding)
 
-
-def _clamped(boxes: torch.Tensor, w: int, h: int) -> torch.Tensor:
-    return torch.stack([boxes[:, 0].clamp(0, w - 2), boxes[:, 1].clamp(0, h - 2),
-                        boxes[:, 2].clamp(2, w), boxes[:, 3].clamp(2, h)], 1)
