@@ -73,7 +73,7 @@ def test_cli_errors_are_clear(tmp_path):
     weights = _cli("segment", "--davis", str(tmp_path), "--out", str(tmp_path / "o"), "--weights", str(tmp_path / "w.safetensors"))
     assert weights.returncode == 2 and "w.safetensors" in weights.stderr
     method = _cli("demo", "--frames", "3", "--out", str(tmp_path / "o"), "--method", "osvos")
-    assert method.returncode == 2 and "method must be one of dtn, rgmp, lip, ovsnet" in method.stderr
+    assert method.returncode == 2 and "method must be one of dtn, rgmp, lip, ovsnet, dyenet" in method.stderr
     with pytest.raises(AssertionError):
         assert _cli("segment", "--davis", str(tmp_path)).returncode == 0  # --out is required
 

@@ -121,7 +121,7 @@ def test_config_errors(tmp_path):
         load_config("cpu", {"adaptation.iterations": -1})
     with pytest.raises(ConfigError, match="not found"):
         load_config("nonexistent")
-    with pytest.raises(ConfigError, match="method must be one of dtn, rgmp, lip, ovsnet"):
+    with pytest.raises(ConfigError, match="method must be one of dtn, rgmp, lip, ovsnet, dyenet"):
         load_config("cpu", {"method": "osvos"})
     assert set(METHODS) == set(METHOD_NAMES)
     gpu = load_config("gpu")

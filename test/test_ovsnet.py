@@ -13,8 +13,9 @@ from vos_ros.backends.lip import TorchLIP
 from vos_ros.config import load_config
 from vos_ros.data.synthetic import make_clip
 from vos_ros.inference import Tracker
+from vos_ros.inference.methods.detections import Detections
 from vos_ros.inference.methods.lip import load_lip
-from vos_ros.inference.methods.ovsnet import FLOW, IOU, REID, Candidates, OVSNetMethod, OVSNetState, load_heads
+from vos_ros.inference.methods.ovsnet import FLOW, IOU, REID, OVSNetMethod, OVSNetState, load_heads
 from vos_ros.inference.targets import Target
 from vos_ros.eval.reacquire import reacquisition
 from vos_ros.model.ovsnet import MGA_POOL, MGA_RING, attention_map, triplet_loss
@@ -67,8 +68,8 @@ def test_the_cascade_takes_iou_then_reid_then_flow_and_gives_a_candidate_once(un
     elsewhere[25:38, 40:55] = True
     far, near = torch.zeros(128), torch.zeros(128)
     far[0] = 10 * cfg.reid_distance
-    found = Candidates(torch.tensor([[5.0, 5, 20, 20], [40, 25, 55, 38]]), np.stack([square, elsewhere]), [None] * 2,
-                       torch.stack([near, near]), np.zeros(2, bool))
+    found = Detections(torch.tensor([[5.0, 5, 20, 20], [40, 25, 55, 38]]), np.stack([square, elsewhere]), [None] * 2,
+                       np.zeros(2, bool), torch.stack([near, near]))
     empty = np.zeros((h, w), bool)
     targets = [_target(1, square, far),  # overlaps candidate 0
                _target(2, square, far),  # overlaps it too, but it is taken: the warped mask is refined

@@ -17,7 +17,7 @@ import yaml
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 # Listed here without importing torch (the ROS node's parameter rules read them):
-METHOD_NAMES = ("dtn", "rgmp", "lip", "ovsnet")  # the per-frame segmenters (inference/methods)
+METHOD_NAMES = ("dtn", "rgmp", "lip", "ovsnet", "dyenet")  # the per-frame segmenters (inference/methods)
 RGMP_ABLATIONS = ("none", "no_reference", "no_previous")  # RGMP's Tab. 5 variants (model/rgmp.py)
 LIP_MEMORIES = ("dynamic", "static")  # LIP's Tab. 3 variants: the hidden state carried, or zero every frame
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -279,6 +279,33 @@ class OVSNetConfig:
 
 
 @dataclass
+class DyeNetConfig:
+    # method: dyenet (inference/methods/dyenet.py, model/dyenet.py): LIP's network as its
+    # proposal and mask network (static memory), its own Re-ID network and Re-MP
+    weights: str = "dyenet_cpu.safetensors"
+    detector_weights: str = "lip_cpu.safetensors"
+    height: int = 240  # working rows, as lip.height (the detector was trained there)
+    proposals: int = 20  # centre-heatmap maxima per frame searched for a lost target
+    proposal_score: float = 0.05
+    nms_iou: float = 0.6
+    reid_similarity: float = 0.7  # rho_reid: cosine to a template (DyeNet §4.1)
+    # Re-MP aborts when its mask falls below this share of the mask it started from (the paper: "too small")
+    abort_ratio: float = 0.1
+    # Drop disocclusion ghosts from the warped masks (model/flow.py), a second flow per frame pair
+    remove_ghosts: bool = False
+    # Re-MP's probabilities become the mask above this, as in its training. At the MRN's 0.4 the
+    # mask grew a few % a frame, fed back as the next prior (hockey, held out: 0.477 against 0.692)
+    mask_threshold: float = 0.5
+    templates: int = 8  # first-frame templates per target: its box and jittered copies
+    # Offline mode: rounds of re-identification with template expansion (the paper: about
+    # three), a starting point skipped when its mask overlaps a tracklet above `overlap_iou`,
+    # and a tracklet's frames whose mask a proposal matches above `expansion_iou` become templates
+    rounds: int = 3
+    overlap_iou: float = 0.5
+    expansion_iou: float = 0.7
+
+
+@dataclass
 class EngineConfig:
     name: str = "custom"
     method: str = "dtn"  # the per-frame segmenter (inference/methods), checked when a tracker is built
@@ -296,6 +323,7 @@ class EngineConfig:
     rgmp: RGMPConfig = field(default_factory=RGMPConfig)
     lip: LIPConfig = field(default_factory=LIPConfig)
     ovsnet: OVSNetConfig = field(default_factory=OVSNetConfig)
+    dyenet: DyeNetConfig = field(default_factory=DyeNetConfig)
 
     def validate(self) -> "EngineConfig":
         checks = [
@@ -351,6 +379,15 @@ class EngineConfig:
             (all(0.0 <= v <= 1.0 for v in (self.ovsnet.proposal_score, self.ovsnet.nms_iou, self.ovsnet.iou_path,
                                            self.ovsnet.reid_share)) and self.ovsnet.reid_distance > 0,
              "ovsnet.proposal_score, nms_iou, iou_path, reid_share must be in [0, 1], reid_distance > 0"),
+            (32 <= self.dyenet.height <= 2160, "dyenet.height must be in [32, 2160]"),
+            (self.dyenet.proposals >= 1 and self.dyenet.templates >= 1 and self.dyenet.rounds >= 1,
+             "dyenet.proposals, templates and rounds must be >= 1"),
+            (all(0.0 <= v <= 1.0 for v in (self.dyenet.proposal_score, self.dyenet.nms_iou, self.dyenet.abort_ratio,
+                                           self.dyenet.overlap_iou, self.dyenet.expansion_iou,
+                                           self.dyenet.mask_threshold))
+             and -1.0 <= self.dyenet.reid_similarity <= 1.0,
+             "dyenet.proposal_score, nms_iou, abort_ratio, overlap_iou, expansion_iou, mask_threshold must be in [0, 1], "
+             "reid_similarity in [-1, 1]"),
             (self.rgmp.ablation in RGMP_ABLATIONS, f"rgmp.ablation must be one of {', '.join(RGMP_ABLATIONS)}"),
             (len(self.rgmp.scales) >= 1 and all(0.25 <= s <= 2.0 for s in self.rgmp.scales),
              "rgmp.scales must list scales in [0.25, 2]"),

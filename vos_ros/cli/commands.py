@@ -16,12 +16,12 @@ from ..data.demo_scene import demo_scene
 from ..data.visualize import overlay
 from ..eval.metrics import SequenceScore, evaluate_sequence, overall
 from ..inference.types import TargetStatus
-from ..inference.video import segment_video
+from ..inference.video import segment_video, segment_video_offline
 from ..progress import progress
 from .bench import bench
 from .common import build_tracker, print_run
 
-__all__ = ["segment", "eval", "bench", "train", "train_rgmp", "train_lip", "train_ovsnet", "train_prompts", "prompt_eval", "reacquire", "demo", "export", "build_engine"]
+__all__ = ["segment", "eval", "bench", "train", "train_rgmp", "train_lip", "train_ovsnet", "train_dyenet", "train_prompts", "prompt_eval", "reacquire", "demo", "export", "build_engine"]
 
 CALIBRATION_FRAMES = 64  # INT8 calibration frames in all (their network inputs are kept in memory)
 
@@ -61,7 +61,7 @@ def segment(args) -> int:
             paths = davis.frame_paths(args.davis, seq)
             first = davis.read_labels(davis.annotation_path(args.davis, seq, 0))
             frames = (davis.read_frame(p) for p in progress(paths, desc=seq, leave=False))
-            run = segment_video(tracker, frames, first)
+            run = segment_video_offline(tracker, frames, first) if args.offline else segment_video(tracker, frames, first)
             for p, labels in zip(paths, run.labels):
                 davis.write_labels(out / seq / f"{p.stem}.png", labels)
             print_run(seq, run)
@@ -83,9 +83,15 @@ def segment(args) -> int:
         name = names[index] if index < len(names) else f"{index:05d}"
         davis.write_labels(out / f"{name}.png", labels)
 
-    write(0, first_image, first)
     all_frames = progress(itertools.chain([first_image], frames), desc="segment", total=len(names) or None)
-    run = segment_video(tracker, all_frames, first, lambda i, frame, result: write(i, frame, result.labels))
+    if args.offline:
+        all_frames = list(all_frames)
+        run = segment_video_offline(tracker, all_frames, first)
+        for index, (frame, labels) in enumerate(zip(all_frames, run.labels)):
+            write(index, frame, labels)
+    else:
+        write(0, first_image, first)
+        run = segment_video(tracker, all_frames, first, lambda i, frame, result: write(i, frame, result.labels))
     writer.release()
     print_run(Path(args.video).name, run)
     print(f"masks and overlay.mp4 written to {out}")
@@ -194,6 +200,19 @@ def train_ovsnet(args) -> int:
     print(f"OVSNet weights: {weights}")
     return 0
 
+def train_dyenet(args) -> int:
+    from ..training.dyenet_trainer import DyeNetTrainSettings
+    from ..training.dyenet_trainer import train_dyenet as run
+
+    _refuse_dev_split(args.video)
+    settings = DyeNetTrainSettings(
+        video=args.video, out=args.out, stills=args.stills, still_share=args.still_share, iterations=args.iterations,
+        batch_size=args.batch_size, steps=args.steps, lr=args.lr, seed=args.seed,
+        checkpoint_every=args.checkpoint_every, holdout=args.holdout)
+    weights = run(load_config(args.config), settings, resume=not args.no_resume)
+    print(f"DyeNet weights: {weights}")
+    return 0
+
 # ------------------------------------------------------------------------------- demo
 def train_prompts(args) -> int:
     from dataclasses import replace
@@ -285,10 +304,10 @@ def _method_networks(config, args):
         from ..inference.methods.rgmp import load_rgmp
 
         return load_rgmp(config, args.weights, args.untrained), onnx_export.RGMP_SET
-    if config.method in ("lip", "ovsnet"):  # OVSNet's detector is LIP's network; its own heads run in torch
+    if config.method in ("lip", "ovsnet", "dyenet"):  # their detector is LIP's network; their own heads run in torch
         from ..inference.methods.lip import load_lip
 
-        weights = args.weights if config.method == "lip" else config.ovsnet.detector_weights
+        weights = args.weights if config.method == "lip" else getattr(config, config.method).detector_weights
         return load_lip(config, weights, args.untrained), onnx_export.LIP_SET
     from ..model.dtn import load_dtn
 

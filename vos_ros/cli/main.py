@@ -1,4 +1,4 @@
-"""`vos-ros`: segment, eval, bench, bench-ros, train, train-rgmp, train-lip, train-ovsnet, train-prompts, prompt-eval, reacquire, demo, export, build-engine."""
+"""`vos-ros`: segment, eval, bench, bench-ros, train, train-rgmp, train-lip, train-ovsnet, train-dyenet, train-prompts, prompt-eval, reacquire, demo, export, build-engine."""
 
 from __future__ import annotations
 
@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--mask", help="first-frame mask PNG (with --video)")
     seg.add_argument("--sequences", help="comma-separated DAVIS sequences (default: all)")
     seg.add_argument("--out", required=True, help="output folder")
+    seg.add_argument("--offline", action="store_true",
+                     help="the whole clip at once (method dyenet: bidirectional propagation, tracklets linked), "
+                          "for recorded video")
     _add_model_args(seg)
 
     ev = sub.add_parser("eval", help="J, F, J&F of predicted masks against DAVIS ground truth")
@@ -146,6 +149,23 @@ def build_parser() -> argparse.ArgumentParser:
     train_ovsnet.add_argument("--holdout", default="", metavar="SEQ[,SEQ...]",
                               help="train sequences left out and scored (mean J&F) at each checkpoint; the best is kept")
     train_ovsnet.add_argument("--no-resume", action="store_true")
+
+    train_dyenet = sub.add_parser("train-dyenet", help="train DyeNet's Re-ID network and Re-MP on train video and still "
+                                                       "images (its proposals, LIP's network, stay frozen)")
+    train_dyenet.add_argument("--config", default="cpu", help="whose dyenet section (detector, working scale) to train")
+    train_dyenet.add_argument("--video", required=True, help="DAVIS-layout training split (never a dev split)")
+    train_dyenet.add_argument("--out", required=True, help="run folder: checkpoint, losses.jsonl, weights per checkpoint")
+    train_dyenet.add_argument("--stills", default="", metavar="DIR", help="still-image sets, made into clips")
+    train_dyenet.add_argument("--still-share", type=float, default=0.3, help="share of clips from still images")
+    train_dyenet.add_argument("--iterations", type=int, default=1500)
+    train_dyenet.add_argument("--batch-size", type=int, default=4, help="clips per batch")
+    train_dyenet.add_argument("--steps", type=int, default=4, help="frames per clip (Re-MP's recurrence)")
+    train_dyenet.add_argument("--lr", type=float, default=1e-3, help="learning rate (cosine decay)")
+    train_dyenet.add_argument("--seed", type=int, default=0)
+    train_dyenet.add_argument("--checkpoint-every", type=int, default=250)
+    train_dyenet.add_argument("--holdout", default="", metavar="SEQ[,SEQ...]",
+                              help="train sequences left out and scored (mean J&F) at each checkpoint; the best is kept")
+    train_dyenet.add_argument("--no-resume", action="store_true")
 
     train_prompts = sub.add_parser("train-prompts", help="train the prompt network (box / click -> mask) on still "
                                                          "images and train video")

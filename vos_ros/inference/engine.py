@@ -205,7 +205,7 @@ class Tracker:
         segmentation = self.method.segment(targets, image, previous, current)
         t0 = time.perf_counter()
         result, found = update_targets(segmentation, width, height, self.config.tracking,
-                                       self.config.mrn.mask_threshold, self._mask_size(width, height))
+                                       self.method.mask_threshold, self._mask_size(width, height))
         self.method.commit(segmentation, found)
         result.timings = {**segmentation.timings, "merge": time.perf_counter() - t0}
         return result

@@ -54,3 +54,17 @@ def segment_video(
         if on_frame is not None:
             on_frame(index, frame, result)
     return run
+
+
+def segment_video_offline(tracker: Tracker, frames: Iterable[np.ndarray], first_labels: np.ndarray) -> VideoRun:
+    """The whole clip at once, by a method with an offline mode (DyeNet's): frames may be
+    looked at in any order and any number of times; frame 0's mask is given."""
+    from .methods.dyenet import DyeNetMethod
+    from .methods.dyenet_offline import segment_offline
+
+    if not isinstance(tracker.method, DyeNetMethod):
+        raise ValueError(f"the offline mode needs method dyenet, not {tracker.method.name}")
+    frames = list(frames)
+    start = time.perf_counter()
+    labels = segment_offline(tracker.method, frames, first_labels)
+    return VideoRun(labels=labels, seconds=time.perf_counter() - start)

@@ -157,6 +157,13 @@ def pool_masks(propagated: list[torch.Tensor], stride4: torch.Tensor, rois: torc
             roi_align(stride4, rois, (MASK_SIZE, MASK_SIZE), 1.0 / STRIDES[0], 2, True))
 
 
+def pool_region(propagated: list[torch.Tensor], stride4: torch.Tensor, rois: torch.Tensor, size: int) -> torch.Tensor:
+    """The stride-8 propagated level and the stride-4 backbone level RoIAligned at size x size,
+    concatenated: (R, C + C4, size, size), what OVSNet's MGA and DyeNet's Re-MP read."""
+    return torch.cat([roi_align(propagated[0], rois, (size, size), 1.0 / MEMORY_STRIDES[0], 2, True),
+                      roi_align(stride4, rois, (size, size), 1.0 / STRIDES[0], 2, True)], 1)
+
+
 def encode_boxes(proposals: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     """Box deltas (dx, dy, dw, dh) of `boxes` against `proposals`, both (R, 4) x1 y1 x2 y2."""
     pw, ph = (proposals[:, 2] - proposals[:, 0]).clamp(min=1), (proposals[:, 3] - proposals[:, 1]).clamp(min=1)

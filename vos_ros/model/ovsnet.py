@@ -33,8 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import roi_align
 
-from .backbone import STRIDES
-from .lip import FC_WIDTH, MEMORY_STRIDES
+from .lip import FC_WIDTH, pool_region
 from .mrn import PRIOR_CLAMP
 
 EMBEDDING = 128
@@ -134,9 +133,7 @@ def mga_inputs(propagated: list[torch.Tensor], stride4: torch.Tensor, masks: tor
     attention = attention_map(masks, boxes)
     wide = enlarge(boxes, MGA_MARGIN)
     rows = torch.cat([index.to(boxes.dtype)[:, None], wide], 1)
-    pooled = torch.cat([roi_align(propagated[0], rows, (MGA_POOL, MGA_POOL), 1.0 / MEMORY_STRIDES[0], 2, True),
-                        roi_align(stride4, rows, (MGA_POOL, MGA_POOL), 1.0 / STRIDES[0], 2, True)], 1)
-    return pooled * attention, attention, wide
+    return pool_region(propagated, stride4, rows, MGA_POOL) * attention, attention, wide
 
 
 def triplet_loss(embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

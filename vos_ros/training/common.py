@@ -1,9 +1,10 @@
 """What every trainer does the same way: frozen BatchNorm, an optimiser step, the loss log,
-and the engine's J&F on held-out train sequences."""
+the resumable checkpoint, and the engine's J&F on held-out train sequences."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import IO, Iterable
 
 import torch
@@ -42,6 +43,12 @@ def log_loss(log: IO[str], bar, iteration: int, seconds: float, value: float, ru
     bar.set_postfix(loss=f"{running:.3f}")
     log.write(json.dumps({"iteration": iteration, "seconds": round(seconds, 1), "loss": round(value, 5)}) + "\n")
     return running
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """A trainer's resumable state, written whole or not at all."""
+    torch.save(state, path.with_suffix(".tmp"))
+    path.with_suffix(".tmp").replace(path)
 
 
 def sequence_scores(tracker: Tracker, root: str, sequences: tuple[str, ...]) -> dict[str, float]:

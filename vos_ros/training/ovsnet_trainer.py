@@ -50,7 +50,7 @@ from ..model.lip import pool_boxes
 from ..model.ovsnet import OVSNetHeads, mga_inputs, mga_target, triplet_loss
 from ..model.weights import save_weights, weights_path
 from ..progress import progress
-from .common import log_loss, optimise, sequence_scores
+from .common import log_loss, optimise, save_checkpoint, sequence_scores
 
 MGA_WEIGHT = 1.3  # OVSNet Tab. 4's lambda
 STILL_IDENTITY = 1_000_000  # still clips' identities start here (video: the sequence index)
@@ -124,7 +124,7 @@ def recoloured(rng: np.random.Generator, image: np.ndarray, mask: np.ndarray) ->
     return out
 
 
-def _background_boxes(rng: np.random.Generator, truth: tuple, count: int, width: int, height: int) -> list:
+def background_boxes(rng: np.random.Generator, truth: tuple, count: int, width: int, height: int) -> list:
     boxes = []
     for _ in range(20 * count):
         if len(boxes) >= count:
@@ -155,7 +155,7 @@ def batch_loss(lip, heads: OVSNetHeads, views: list[tuple[np.ndarray, np.ndarray
         for _ in range(settings.boxes):
             reid_rows.append((i, *jitter_box(rng, gt, 0.08)))
             labels.append(identity)
-        for box in _background_boxes(rng, gt, settings.background, width, height):
+        for box in background_boxes(rng, gt, settings.background, width, height):
             reid_rows.append((i, *box))
             labels.append(negative)
             negative -= 1
@@ -185,12 +185,6 @@ def holdout_scores(lip, heads: OVSNetHeads, config: EngineConfig, video: str, se
                    ) -> dict[str, float]:
     method = OVSNetMethod(config, TorchLIP(copy.deepcopy(lip), "cpu"), copy.deepcopy(heads))
     return sequence_scores(Tracker(config, method), video, sequences)
-
-
-def _save_checkpoint(path: Path, heads: OVSNetHeads, optimizer, iteration: int, best: dict) -> None:
-    torch.save({"heads": heads.state_dict(), "optimizer": optimizer.state_dict(), "iteration": iteration,
-                "best": best}, path.with_suffix(".tmp"))
-    path.with_suffix(".tmp").replace(path)
 
 
 def train_ovsnet(config: EngineConfig, settings: OVSNetTrainSettings, resume: bool = True,
@@ -244,7 +238,8 @@ def train_ovsnet(config: EngineConfig, settings: OVSNetTrainSettings, resume: bo
         if iteration % settings.checkpoint_every == 0 or iteration == settings.iterations:
             heads.eval()
             save_weights(heads, out / f"ovsnet_{iteration}.safetensors", {**lineage, "iterations": iteration})
-            _save_checkpoint(checkpoint, heads, optimizer, iteration, best)  # before the (slow) scoring
+            save_checkpoint(checkpoint, {"heads": heads.state_dict(), "optimizer": optimizer.state_dict(),
+                                         "iteration": iteration, "best": best})  # before the (slow) scoring
             scores = holdout_scores(lip, heads, config, settings.video, settings.holdouts) if settings.holdouts else {}
             heads.train()
             score = float(np.mean(list(scores.values()))) if scores else float(iteration)
@@ -257,7 +252,8 @@ def train_ovsnet(config: EngineConfig, settings: OVSNetTrainSettings, resume: bo
                 best = {"score": score, "iteration": iteration}
                 save_weights(heads, weights, {**lineage, "iterations": iteration, "selected_iteration": iteration,
                                               **({"holdout_JF": round(score, 4)} if scores else {})})
-            _save_checkpoint(checkpoint, heads, optimizer, iteration, best)
+            save_checkpoint(checkpoint, {"heads": heads.state_dict(), "optimizer": optimizer.state_dict(),
+                                         "iteration": iteration, "best": best})
     bar.close()
     log.close()
     return weights

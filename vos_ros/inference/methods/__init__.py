@@ -5,11 +5,12 @@ from __future__ import annotations
 from ...config import EngineConfig
 from .base import Method
 from .dtn import DTNMethod
+from .dyenet import DyeNetMethod
 from .lip import LIPMethod
 from .ovsnet import OVSNetMethod
 from .rgmp import RGMPMethod
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (DTNMethod, RGMPMethod, LIPMethod, OVSNetMethod)}
+METHODS: dict[str, type[Method]] = {m.name: m for m in (DTNMethod, RGMPMethod, LIPMethod, OVSNetMethod, DyeNetMethod)}
 
 
 def method_class(config: EngineConfig) -> type[Method]:

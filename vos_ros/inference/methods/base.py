@@ -32,6 +32,11 @@ class Method(ABC):
                     precision: str | None, cache_dir: str | None) -> "Method":
         """Networks built, weights loaded (the config's shipped file unless `weights`), behind `backend`."""
 
+    @property
+    def mask_threshold(self) -> float:
+        """Where its probabilities become a target's mask (DTN's MRN threshold unless the method has its own)."""
+        return self.config.mrn.mask_threshold
+
     @abstractmethod
     def mask_shape(self, width: int, height: int) -> tuple[int, int]:
         """(h, w) of `Target.prev_mask` for frames of this size."""

@@ -42,7 +42,6 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.ops import nms
 
 from ...backends.lip import TorchLIP, create_lip_backend
 from ...config import EngineConfig
@@ -50,12 +49,13 @@ from ...data.examples import jitter_box, perturb_mask
 from ...data.pairs import FirstFramePairs
 from ...model.flow import DISFlow, MaskWarp, flow_shape
 from ...model.geometry import enlarge_box, mask_box, paste_roi
-from ...model.lip import LIP, clamp_boxes, decode_boxes, heatmap_boxes, pool_boxes, pool_masks
+from ...model.lip import LIP, pool_boxes
 from ...model.ovsnet import EMBEDDING, OVSNetHeads, mga_inputs, mga_target
 from ...model.weights import load_weights, weights_path
 from ..targets import FrameSegmentation, Segment, Target
 from ..types import Stream
 from .base import Method
+from .detections import Detections, WorkingFrame, detect, mask_iou, zero_memory_pass
 from .lip import LIPFrame, batch_rows, load_lip, working_frame
 from .lip_fit import GT_MARGIN
 
@@ -72,35 +72,12 @@ class OVSNetState:
         return torch.cat([self.first, torch.stack(list(self.recent))]) if self.recent else self.first
 
 
-@dataclass
-class OVSNetFrame:
-    lip: LIPFrame
-    gray: np.ndarray  # the working image in grey, for the flow
-
-
-@dataclass
-class Candidates:
-    boxes: torch.Tensor  # (R, 4) working pixels
-    masks: np.ndarray  # (R, h, w) bool at the working resolution
-    probs: list  # per candidate its 28x28 probability
-    embeddings: torch.Tensor  # (R, 128)
-    seeded: np.ndarray  # (R,) bool: regressed from a target's warped-mask box, not found by the heatmap
-
-
 def load_heads(config: EngineConfig, model: LIP, weights: str | None = None, untrained: bool = False) -> OVSNetHeads:
     torch.manual_seed(0)
     heads = OVSNetHeads(config.lip.channels, model.backbone.channels[0])
     if not untrained:
         load_weights(heads, weights_path(weights or config.ovsnet.weights), "OVSNet", "vos-ros train-ovsnet")
     return heads.eval()
-
-
-def mask_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(T, h, w) and (R, h, w) bool -> (T, R) IoU."""
-    a, b = a.reshape(len(a), -1).astype(np.float32), b.reshape(len(b), -1).astype(np.float32)
-    inter = a @ b.T
-    union = a.sum(1)[:, None] + b.sum(1)[None] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1), 0.0)
 
 
 class OVSNetMethod(Method):
@@ -135,15 +112,8 @@ class OVSNetMethod(Method):
     def mask_shape(self, width: int, height: int) -> tuple[int, int]:
         return flow_shape(width, height, self.config.ovsnet.height / height)
 
-    def prepare(self, image: np.ndarray) -> OVSNetFrame:
-        small = cv2.resize(image, self.mask_shape(image.shape[1], image.shape[0])[::-1], interpolation=cv2.INTER_AREA)
-        return OVSNetFrame(working_frame(self.backend, small), self.flow.prepare(small))
-
-    def _detect(self, frame: LIPFrame) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
-        """One pass of the detector with a zero memory: its propagated levels, heatmap and sizes."""
-        _, propagated, (heatmap, size) = self.backend.memory(frame.levels[1:],
-                                                             self.backend.model.zero_hidden(frame.levels))
-        return propagated, heatmap, size
+    def prepare(self, image: np.ndarray) -> WorkingFrame:
+        return WorkingFrame.of(self.backend, self.flow, image, self.mask_shape(image.shape[1], image.shape[0]))
 
     def _embed(self, propagated: list[torch.Tensor], boxes: torch.Tensor) -> torch.Tensor:
         return self.heads.reid(self.backend.box_trunk(pool_boxes(propagated, batch_rows(boxes))))
@@ -151,7 +121,7 @@ class OVSNetMethod(Method):
     @torch.no_grad()
     def start(self, image: np.ndarray, targets: list[Target], masks: list[np.ndarray]) -> None:
         frame = self.prepare(image)
-        propagated, _, _ = self._detect(frame.lip)
+        propagated, _, _ = zero_memory_pass(self.backend, frame.lip)
         cfg = self.config.ovsnet
         for target in targets:
             box = enlarge_box(mask_box(target.prev_mask), GT_MARGIN)
@@ -185,7 +155,7 @@ class OVSNetMethod(Method):
                 if mask.sum() < 16:
                     continue
                 frame = working_frame(self.backend, cv2.resize(pair.image, shape, interpolation=cv2.INTER_AREA))
-                propagated, _, _ = self._detect(frame)
+                propagated, _, _ = zero_memory_pass(self.backend, frame)
                 attention_mask = perturb_mask(rng, mask).astype(np.float32)
                 box = torch.tensor([mask_box(attention_mask)], dtype=torch.float32, device=self.device)
                 attended, attention, _ = self._attend(propagated, frame.levels[0], attention_mask, box)
@@ -216,34 +186,15 @@ class OVSNetMethod(Method):
         mga.eval()
         self.last_adaptation["loss"] = loss.item()
 
-    def _candidates(self, frame: LIPFrame, propagated, heatmap, size, extra: list) -> Candidates:
+    def _candidates(self, frame: LIPFrame, propagated, heatmap, size, extra: list) -> Detections:
         cfg = self.config.ovsnet
-        h, w = frame.size
-        boxes, scores = heatmap_boxes(heatmap, size, cfg.proposals)
-        keep = scores > cfg.proposal_score
-        boxes, scores = boxes[keep], scores[keep]
-        detected = len(boxes)
-        if extra:  # the targets' warped-mask boxes, last in the NMS order
-            boxes = torch.cat([boxes, torch.tensor(extra, dtype=torch.float32, device=boxes.device)])
-            scores = torch.cat([scores, scores.new_zeros(len(extra))])
-        if not len(boxes):
-            return Candidates(boxes.reshape(0, 4), np.zeros((0, h, w), bool), [], torch.zeros((0, EMBEDDING)),
-                              np.zeros(0, bool))
-        boxes = clamp_boxes(boxes, w, h)
-        deltas = self.backend.model.box_predictor(self.backend.box_trunk(pool_boxes(propagated, batch_rows(boxes))))
-        boxes = clamp_boxes(decode_boxes(boxes, deltas), w, h)
-        kept = nms(boxes, scores, cfg.nms_iou)
-        boxes, seeded = boxes[kept], (kept >= detected).cpu().numpy()
-        features = self.backend.mask_trunk(*pool_masks(propagated, frame.levels[0], batch_rows(boxes)))
-        probs = torch.sigmoid(self.backend.model.mask_predictor(features)[:, 0]).cpu().numpy()
-        masks = np.zeros((len(boxes), h, w), bool)
-        for r, (prob, box) in enumerate(zip(probs, boxes.tolist())):
-            window, (x, y) = paste_roi(prob, box, h, w)
-            masks[r, y:y + window.shape[0], x:x + window.shape[1]] = window > 0.5
-        return Candidates(boxes, masks, list(probs), self._embed(propagated, boxes), seeded)
+        found = detect(self.backend, frame, propagated, heatmap, size, cfg.proposals, cfg.proposal_score,
+                       cfg.nms_iou, extra)
+        found.embeddings = self._embed(propagated, found.boxes) if len(found.boxes) else torch.zeros((0, EMBEDDING))
+        return found
 
     @torch.no_grad()
-    def segment(self, targets: list[Target], image: np.ndarray, previous: OVSNetFrame, current: OVSNetFrame
+    def segment(self, targets: list[Target], image: np.ndarray, previous: WorkingFrame, current: WorkingFrame
                 ) -> FrameSegmentation:
         cfg = self.config.ovsnet
         t0 = time.perf_counter()
@@ -251,7 +202,7 @@ class OVSNetMethod(Method):
         warped = [warp(t.prev_mask) for t in targets]
         timings = {"flow": time.perf_counter() - t0}
         t0 = time.perf_counter()
-        propagated, heatmap, size = self._detect(current.lip)
+        propagated, heatmap, size = zero_memory_pass(self.backend, current.lip)
         extra = [enlarge_box(b, GT_MARGIN) for b in (mask_box(m) for m in warped) if b is not None]
         found = self._candidates(current.lip, propagated, heatmap, size, extra)
         timings["detect"] = time.perf_counter() - t0
@@ -284,7 +235,7 @@ class OVSNetMethod(Method):
         stream = Stream.BR if REID in paths else Stream.BP
         return FrameSegmentation(segments, float("nan"), stream, timings, context=links)
 
-    def _cascade(self, targets: list[Target], warped: list[np.ndarray], found: Candidates
+    def _cascade(self, targets: list[Target], warped: list[np.ndarray], found: Detections
                  ) -> tuple[list[str | None], list[int | None]]:
         """Each target's path (IOU, REID, FLOW or None) and its candidate's index."""
         cfg = self.config.ovsnet

@@ -1,0 +1,248 @@
+"""Training DyeNet's own networks (model/dyenet.py) jointly on the train video and still
+images; the detector (LIP's shipped network) stays frozen (the paper trains its RPN apart).
+
+Each batch item is a clip of `steps` frames (frames skipped at random; a still image's clip
+moves along an affine path) and a reference frame of the same video, at the working
+resolution, through the frozen backbone and the detector's memory from a zero state.
+- Re-ID (L_reid): boxes jittered around each frame's object (its identity: the train
+  sequence, or the still image's clip) and background boxes (each seen once); half the
+  clips add their last frame with the object recoloured, another identity (the look-alike
+  OVSNet's training taught us to show); the batch OIM loss.
+- Re-MP (L_remp, the paper's lambda 1; it is silent): started from the first frame's true
+  mask, then run on the clip with its own binarised predictions warped by DIS flow, as at
+  run time, the gradient through the hidden state over the whole clip (BPTT); BCE on each
+  frame's box against the ground truth. A clip whose warped mask vanishes stops there.
+  Half the steps perturb the previous mask first (eroded or dilated, shifted, a quarter
+  with a stray piece: data/examples.py), the errors a long run accumulates and a
+  four-step clip does not show; without it the mask drifted a few % a frame.
+Resumable; every checkpoint leaves usable weights (`dyenet_ITERATION.safetensors`) and, with
+held-out sequences, their J&F, the best kept as `dyenet.safetensors`.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchvision.ops import roi_align
+
+from ..backends.lip import TorchLIP
+from ..config import EngineConfig
+from ..data.crops import VIDEO_HEIGHT, make_sample, scaled
+from ..data.examples import jitter_box, perturb_mask
+from ..data.pairs import VideoPairs, transformed_clip
+from ..data.stills import StillImages
+from ..inference.engine import Tracker
+from ..inference.methods.dyenet import DyeNetMethod
+from ..inference.methods.lip import load_lip
+from ..inference.methods.lip_fit import GT_MARGIN
+from ..model.dyenet import REID_POOL, REMP_MARGIN, REMP_SIZE, DyeNetHeads, oim_loss, remp_begin, remp_step
+from ..model.flow import DISFlow, warp_backward
+from ..model.geometry import enlarge_box, mask_box, paste_roi
+from ..model.lip import pool_region
+from ..model.weights import save_weights, weights_path
+from ..progress import progress
+from .common import log_loss, optimise, save_checkpoint, sequence_scores
+from .ovsnet_trainer import RECOLOURED_IDENTITY, STILL_IDENTITY, background_boxes, recoloured
+
+REMP_WEIGHT = 1.0  # lambda
+
+
+@dataclass
+class DyeNetTrainSettings:
+    video: str  # DAVIS-layout train split (never a dev split)
+    out: str
+    stills: str = ""
+    still_share: float = 0.3
+    iterations: int = 1500
+    batch_size: int = 4  # clips
+    steps: int = 4  # frames per clip: the first's mask starts Re-MP, which runs on the others
+    lr: float = 1e-3  # cosine decay
+    max_gap: int = 2
+    crop: tuple[int, int] = (224, 384)  # (h, w) at the working resolution
+    boxes: int = 2  # jittered object boxes per frame (Re-ID)
+    background: int = 2  # background boxes per frame (Re-ID)
+    recoloured: float = 0.5  # share of clips that add their last frame with the object recoloured (Re-ID)
+    perturb: float = 0.5  # share of Re-MP steps whose previous mask is perturbed first (data/examples.py)
+    strays: float = 0.25  # of those, the share that also get a stray piece
+    seed: int = 0
+    checkpoint_every: int = 250
+    holdout: str = ""  # comma-separated train sequences scored at every checkpoint
+
+    @property
+    def holdouts(self) -> tuple[str, ...]:
+        return tuple(s for s in self.holdout.split(",") if s)
+
+
+def _clip(rng: np.random.Generator, video: VideoPairs, stills: StillImages | None, settings: DyeNetTrainSettings,
+          index: int):
+    """A clip of `steps` frames (and its reference) and its identity."""
+    if stills is not None and rng.random() < settings.still_share:
+        image, mask, _ = stills.random_object(rng)
+        if mask.any():
+            image, mask = scaled(image, mask, VIDEO_HEIGHT / min(mask.shape))
+            clip = transformed_clip(rng, image, mask, settings.steps + 1)
+            clip.ref_image, clip.ref_mask = clip.frames[-1], clip.masks[-1]
+            clip.frames, clip.masks = clip.frames[:-1], clip.masks[:-1]
+            return clip, STILL_IDENTITY + index
+    clip = video.sample_clip(rng, settings.steps)
+    return clip, clip.sequence
+
+
+def _tensor(array: np.ndarray) -> torch.Tensor:
+    """(h, w) or (h, w, 2) float array -> (1, C, h, w)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+    return tensor[None, None] if tensor.dim() == 2 else tensor.permute(2, 0, 1)[None]
+
+
+def _rows(index: int, box) -> torch.Tensor:
+    return torch.tensor([[index, *box]], dtype=torch.float32)
+
+
+def reid_loss(heads: DyeNetHeads, propagated, stride4, views, rng, settings: DyeNetTrainSettings) -> torch.Tensor:
+    rows, labels, negative = [], [], -1
+    height, width = stride4.shape[-2] * 4, stride4.shape[-1] * 4
+    for i, (_, mask, identity) in enumerate(views):
+        truth = mask_box(mask)
+        if truth is None:
+            continue
+        gt = enlarge_box(truth, GT_MARGIN)
+        for _ in range(settings.boxes):
+            rows.append((i, *jitter_box(rng, gt, 0.08)))
+            labels.append(identity)
+        for box in background_boxes(rng, gt, settings.background, width, height):
+            rows.append((i, *box))
+            labels.append(negative)
+            negative -= 1
+    if not rows:
+        return stride4.new_zeros(())
+    pooled = pool_region(propagated, stride4, torch.tensor(rows, dtype=torch.float32), REID_POOL)
+    return oim_loss(heads.reid(pooled), torch.tensor(labels))
+
+
+def remp_loss(heads: DyeNetHeads, propagated, stride4, clips: list[tuple[int, list, list]], flow: DISFlow,
+              rng: np.random.Generator, settings: DyeNetTrainSettings) -> torch.Tensor:
+    """clips: (batch index of its first frame, frames, masks); its frames follow that index."""
+    losses = []
+    for first, frames, masks in clips:
+        box = mask_box(masks[0])
+        if box is None:
+            continue
+        box = enlarge_box(box, REMP_MARGIN)
+        hidden = remp_begin(heads.remp, propagated, stride4, _rows(first, box), _tensor(masks[0]))
+        previous = masks[0].astype(np.float32)
+        grey = [flow.prepare(f) for f in frames]
+        for t in range(1, len(frames)):
+            if rng.random() < settings.perturb:
+                previous = perturb_mask(rng, previous > 0.5, settings.strays).astype(np.float32)
+            backward = flow.backward(grey[t - 1], grey[t])
+            warped = warp_backward(previous, backward)
+            new_box = mask_box(warped)
+            if new_box is None:
+                break
+            new_box = enlarge_box(new_box, REMP_MARGIN)
+            hidden, logits = remp_step(heads.remp, propagated, stride4, _rows(first + t, new_box),
+                                       torch.tensor([box], dtype=torch.float32), hidden, _tensor(warped),
+                                       _tensor(backward))
+            truth = roi_align(_tensor(masks[t]), _rows(0, new_box), REMP_SIZE, 1.0, 2, True)
+            losses.append(F.binary_cross_entropy_with_logits(logits, truth))
+            h, w = previous.shape
+            window, (x, y) = paste_roi(torch.sigmoid(logits)[0, 0].detach().numpy(), new_box, h, w)
+            previous = np.zeros((h, w), np.float32)
+            previous[y:y + window.shape[0], x:x + window.shape[1]] = window > 0.5
+            box = new_box
+    return torch.stack(losses).mean() if losses else stride4.new_zeros(())
+
+
+def holdout_scores(lip, heads: DyeNetHeads, config: EngineConfig, video: str, sequences: tuple[str, ...]
+                   ) -> dict[str, float]:
+    method = DyeNetMethod(config, TorchLIP(copy.deepcopy(lip), "cpu"), copy.deepcopy(heads))
+    return sequence_scores(Tracker(config, method), video, sequences)
+
+
+def train_dyenet(config: EngineConfig, settings: DyeNetTrainSettings, resume: bool = True,
+                 detector_untrained: bool = False) -> Path:
+    """`detector_untrained`: an ImageNet backbone with random detector heads (tests only)."""
+    out = Path(settings.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(settings.seed)
+    lip = load_lip(config, config.dyenet.detector_weights, detector_untrained)
+    detector = weights_path(config.dyenet.detector_weights)
+    heads = DyeNetHeads(config.lip.channels, lip.backbone.channels[0])
+    optimizer = torch.optim.AdamW(heads.parameters(), lr=settings.lr, weight_decay=1e-4)
+    video = VideoPairs(settings.video, max_gap=settings.max_gap, exclude=settings.holdouts)
+    stills = StillImages(settings.stills) if settings.stills else None
+    flow = DISFlow(config.flow.preset, 1.0)
+    start, best = 0, {"score": -1.0, "iteration": 0}
+    checkpoint, weights = out / "checkpoint.pt", out / "dyenet.safetensors"
+    if resume and checkpoint.exists():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        heads.load_state_dict(state["heads"])
+        optimizer.load_state_dict(state["optimizer"])
+        start, best = state["iteration"], state["best"]
+        print(f"resuming from {checkpoint} at iteration {start}")
+    (out / "settings.json").write_text(json.dumps({"settings": asdict(settings), "config": config.to_dict()}, indent=2))
+    log = (out / "losses.jsonl").open("a")
+    bar = progress(total=settings.iterations, initial=start, desc="train-dyenet", unit="it")
+    running, t0, iteration = None, time.time(), start
+    scale = config.dyenet.height / VIDEO_HEIGHT
+    lineage = {"method": "dyenet", "config": config.name, "height": config.dyenet.height,
+               "detector_weights": detector.name,
+               "detector_weights_sha256": (hashlib.sha256(detector.read_bytes()).hexdigest()
+                                           if not detector_untrained else "untrained"),
+               "command": "vos-ros train-dyenet", "train": asdict(settings)}
+    heads.train()
+    while iteration < settings.iterations:
+        for group in optimizer.param_groups:
+            group["lr"] = settings.lr * 0.5 * (1 + math.cos(math.pi * iteration / settings.iterations))
+        rng = np.random.default_rng([settings.seed, 37, iteration])  # per iteration: resumable
+        views, clips = [], []
+        for k in range(settings.batch_size):
+            clip, identity = _clip(rng, video, stills, settings, k)
+            sample = make_sample(clip, rng, scale, settings.crop)
+            clips.append((len(views), sample.frames, sample.masks))
+            views += [(f, m, identity) for f, m in zip(sample.frames, sample.masks)]
+            views.append((sample.ref_image, sample.ref_mask, identity))
+            if rng.random() < settings.recoloured:
+                views.append((recoloured(rng, sample.frames[-1], sample.masks[-1]), sample.masks[-1],
+                              RECOLOURED_IDENTITY + iteration * settings.batch_size + k))
+        images = torch.from_numpy(np.stack([v[0] for v in views])).permute(0, 3, 1, 2).float().div_(255.0)
+        with torch.no_grad():
+            levels = lip.backbone(images)
+            _, propagated, _, _ = lip.memory(levels[1:], lip.zero_hidden(levels))
+        reid = reid_loss(heads, propagated, levels[0], views, rng, settings)
+        remp = remp_loss(heads, propagated, levels[0], clips, flow, rng, settings)
+        loss = reid + REMP_WEIGHT * remp
+        value = optimise(optimizer, loss, list(heads.parameters())) if loss.requires_grad else float(loss)
+        iteration += 1
+        running = log_loss(log, bar, iteration, time.time() - t0, value, running)
+        if iteration % settings.checkpoint_every == 0 or iteration == settings.iterations:
+            heads.eval()
+            save_weights(heads, out / f"dyenet_{iteration}.safetensors", {**lineage, "iterations": iteration})
+            save_checkpoint(checkpoint, {"heads": heads.state_dict(), "optimizer": optimizer.state_dict(),
+                                         "iteration": iteration, "best": best})  # before the (slow) scoring
+            scores = holdout_scores(lip, heads, config, settings.video, settings.holdouts) if settings.holdouts else {}
+            heads.train()
+            score = float(np.mean(list(scores.values()))) if scores else float(iteration)
+            bar.write(f"iteration {iteration}, {time.time() - t0:.0f} s: loss {running:.3f} (reid {reid.item():.3f}, "
+                      f"remp {remp.item():.3f})" + (f", holdout J&F {score:.4f}" if scores else ""))
+            log.write(json.dumps({"iteration": iteration, "holdout": settings.holdout, "JF": round(score, 4),
+                                  "per_sequence": {k: round(v, 4) for k, v in scores.items()}}) + "\n")
+            log.flush()
+            if score > best["score"]:
+                best = {"score": score, "iteration": iteration}
+                save_weights(heads, weights, {**lineage, "iterations": iteration, "selected_iteration": iteration,
+                                              **({"holdout_JF": round(score, 4)} if scores else {})})
+            save_checkpoint(checkpoint, {"heads": heads.state_dict(), "optimizer": optimizer.state_dict(),
+                                         "iteration": iteration, "best": best})
+    bar.close()
+    log.close()
+    return weights
