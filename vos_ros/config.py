@@ -297,6 +297,9 @@ class DyeNetConfig:
     # mask grew a few % a frame, fed back as the next prior (hockey, held out: 0.477 against 0.692)
     mask_threshold: float = 0.5
     templates: int = 8  # first-frame templates per target: its box and jittered copies
+    # Online, a tracked target restarts from a detection that overlaps its mask and that its
+    # templates re-identify above this (0: off; the detector then runs only for lost targets)
+    restart_similarity: float = 0.0
     # Offline mode: rounds of re-identification with template expansion (the paper: about
     # three), a starting point skipped when its mask overlaps a tracklet above `overlap_iou`,
     # and a tracklet's frames whose mask a proposal matches above `expansion_iou` become templates
@@ -385,9 +388,9 @@ class EngineConfig:
             (all(0.0 <= v <= 1.0 for v in (self.dyenet.proposal_score, self.dyenet.nms_iou, self.dyenet.abort_ratio,
                                            self.dyenet.overlap_iou, self.dyenet.expansion_iou,
                                            self.dyenet.mask_threshold))
-             and -1.0 <= self.dyenet.reid_similarity <= 1.0,
+             and -1.0 <= self.dyenet.reid_similarity <= 1.0 and -1.0 <= self.dyenet.restart_similarity <= 1.0,
              "dyenet.proposal_score, nms_iou, abort_ratio, overlap_iou, expansion_iou, mask_threshold must be in [0, 1], "
-             "reid_similarity in [-1, 1]"),
+             "reid_similarity and restart_similarity in [-1, 1]"),
             (self.rgmp.ablation in RGMP_ABLATIONS, f"rgmp.ablation must be one of {', '.join(RGMP_ABLATIONS)}"),
             (len(self.rgmp.scales) >= 1 and all(0.25 <= s <= 2.0 for s in self.rgmp.scales),
              "rgmp.scales must list scales in [0.25, 2]"),

@@ -14,7 +14,9 @@ resolution, through the frozen backbone and the detector's memory from a zero st
   frame's box against the ground truth. A clip whose warped mask vanishes stops there.
   Half the steps perturb the previous mask first (eroded or dilated, shifted, a quarter
   with a stray piece: data/examples.py), the errors a long run accumulates and a
-  four-step clip does not show; without it the mask drifted a few % a frame.
+  five-frame clip does not show. A tenth of the steps move it off the object instead (as
+  OVSNet's MGA training does): where the object has gone, Re-MP must answer "nothing here"
+  for its propagation to abort; without it, it kept a mask where a hidden object vanished.
 Resumable; every checkpoint leaves usable weights (`dyenet_ITERATION.safetensors`) and, with
 held-out sequences, their J&F, the best kept as `dyenet.safetensors`.
 """
@@ -51,7 +53,7 @@ from ..model.lip import pool_region
 from ..model.weights import save_weights, weights_path
 from ..progress import progress
 from .common import log_loss, optimise, save_checkpoint, sequence_scores
-from .ovsnet_trainer import RECOLOURED_IDENTITY, STILL_IDENTITY, background_boxes, recoloured
+from .ovsnet_trainer import RECOLOURED_IDENTITY, STILL_IDENTITY, background_boxes, off_object_mask, recoloured
 
 REMP_WEIGHT = 1.0  # lambda
 
@@ -72,6 +74,7 @@ class DyeNetTrainSettings:
     background: int = 2  # background boxes per frame (Re-ID)
     recoloured: float = 0.5  # share of clips that add their last frame with the object recoloured (Re-ID)
     perturb: float = 0.5  # share of Re-MP steps whose previous mask is perturbed first (data/examples.py)
+    off_object: float = 0.1  # share of Re-MP steps whose previous mask is moved off the object first
     strays: float = 0.25  # of those, the share that also get a stray piece
     seed: int = 0
     checkpoint_every: int = 250
@@ -141,7 +144,10 @@ def remp_loss(heads: DyeNetHeads, propagated, stride4, clips: list[tuple[int, li
         previous = masks[0].astype(np.float32)
         grey = [flow.prepare(f) for f in frames]
         for t in range(1, len(frames)):
-            if rng.random() < settings.perturb:
+            pick = rng.random()
+            if pick < settings.off_object:
+                previous = off_object_mask(rng, previous > 0.5).astype(np.float32)
+            elif pick < settings.off_object + settings.perturb:
                 previous = perturb_mask(rng, previous > 0.5, settings.strays).astype(np.float32)
             backward = flow.backward(grey[t - 1], grey[t])
             warped = warp_backward(previous, backward)

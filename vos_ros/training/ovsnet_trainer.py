@@ -99,8 +99,10 @@ def _clip(rng: np.random.Generator, video: VideoPairs, stills: StillImages | Non
 
 def off_object_mask(rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
     """The mask moved 1-2 of its sizes away (the warped mask of an object that went behind
-    something), or the object itself where the move leaves the frame."""
+    something), or the mask itself where the move leaves the frame or it is empty."""
     box = mask_box(mask)
+    if box is None:
+        return mask
     h, w = mask.shape
     size = np.array([box[2] - box[0], box[3] - box[1]])
     shift = rng.choice([-1, 1], 2) * rng.uniform(1.0, 2.0, 2) * size

@@ -7,10 +7,10 @@ Per frame: each target's previous mask is warped by the backward flow (DIS on th
 image); on the warped mask's box, enlarged, Re-MP gives its mask (model/dyenet.py). It
 aborts when the warped mask is empty or its mask falls below `dyenet.abort_ratio` of the
 mask it started from (the paper: "too small, a high possibility of occlusion"): the target
-is lost. For lost targets the detector runs (LIP's network with a zero memory: boxes,
-masks); a detection whose embedding's cosine to any of the target's templates exceeds
-`dyenet.reid_similarity` (rho_reid) is a starting point: Re-MP restarts from its mask, and
-the target is REIDENTIFIED.
+is lost (its window empty, so the engine reports it LOST). From the next frame on, the
+detector runs for it (LIP's network with a zero memory: boxes, masks); a detection whose
+embedding's cosine to any of the target's templates exceeds `dyenet.reid_similarity`
+(rho_reid) is a starting point: Re-MP restarts from its mask, and the target is REIDENTIFIED.
 
 Choices where the paper is silent:
 - Templates: the first frame's box and jittered copies (`dyenet.templates`); online, they
@@ -233,11 +233,14 @@ class DyeNetMethod(Method):
             results[k] = step
         timings["remp"] = time.perf_counter() - t0
         shape = current.lip.size
-        lost = [k for k in range(len(targets)) if results[k] is None]
+        lost = [k for k in range(len(targets)) if k not in live]  # aborted before this frame: one frame LOST
         reidentified = set()
-        if lost:
+        restart = self.config.dyenet.restart_similarity > 0
+        if lost or restart:
             t0 = time.perf_counter()
             found = self.detections(current, propagated, heatmap, size)
+            if restart:
+                self._restart(targets, results, found, propagated, stride4, shape)
             held = [pasted(r.prob, r.run.box, shape) > 0.5 for r in results if r is not None]
             excluded = (mask_iou(found.masks, np.stack(held)).max(1) > self.config.dyenet.overlap_iou
                         if held and len(found.boxes) else None)
@@ -265,6 +268,24 @@ class DyeNetMethod(Method):
         stream = Stream.BR if reidentified else Stream.BP
         return FrameSegmentation(segments, float("nan"), stream, timings,
                                  context=[r.run if r is not None else None for r in results])
+
+    def _restart(self, targets: list[Target], results: list[Propagated | None], found: Detections, propagated,
+                 stride4: torch.Tensor, shape: tuple[int, int]) -> None:
+        """A propagated target whose mask a detection matches (IoU above `dyenet.overlap_iou`) that
+        its templates re-identify above `dyenet.restart_similarity` is a starting point again, as
+        in the offline mode: Re-MP restarts from that detection's mask, which is this frame's."""
+        cfg = self.config.dyenet
+        for k, result in enumerate(results):
+            if result is None or not len(found.boxes):
+                continue
+            iou = mask_iou((pasted(result.prob, result.run.box, shape) > 0.5)[None], found.masks)[0]
+            similarity = (found.embeddings @ targets[k].state.templates.T).max(1).values.cpu().numpy()
+            r = int(np.argmax(np.where(iou > cfg.overlap_iou, similarity, -np.inf)))
+            if iou[r] > cfg.overlap_iou and similarity[r] > cfg.restart_similarity:
+                mask = pasted(found.probs[r], tuple(found.boxes[r].tolist()), shape)
+                run = self.begin(propagated, stride4, mask)
+                if run is not None:
+                    results[k] = Propagated(run, on_grid(mask, run.box, REMP_SIZE), run.start_area)
 
     def commit(self, frame: FrameSegmentation, found: list[Segment]) -> None:
         found_ids = {s.target.id for s in found}
