@@ -64,9 +64,9 @@ class DyeNetTrainSettings:
     out: str
     stills: str = ""
     still_share: float = 0.3
-    iterations: int = 1500
+    iterations: int = 800
     batch_size: int = 4  # clips
-    steps: int = 4  # frames per clip: the first's mask starts Re-MP, which runs on the others
+    steps: int = 5  # frames per clip: the first's mask starts Re-MP, which runs on the others
     lr: float = 1e-3  # cosine decay
     max_gap: int = 2
     crop: tuple[int, int] = (224, 384)  # (h, w) at the working resolution
@@ -77,7 +77,7 @@ class DyeNetTrainSettings:
     off_object: float = 0.1  # share of Re-MP steps whose previous mask is moved off the object first
     strays: float = 0.25  # of those, the share that also get a stray piece
     seed: int = 0
-    checkpoint_every: int = 250
+    checkpoint_every: int = 200
     holdout: str = ""  # comma-separated train sequences scored at every checkpoint
 
     @property
