@@ -2,12 +2,13 @@
 
 1. Every frame's detections and their Re-ID embeddings; the backward flow of every
    neighbouring pair, both ways.
-2. Rounds (at most `dyenet.rounds`; the paper stops "in about three"): each detection whose
-   cosine to one of an object's templates exceeds rho_reid is a starting point (in the
-   first round, so is the annotated first frame's mask, scored 1); most similar first, a
-   starting point whose mask overlaps an existing tracklet above `dyenet.overlap_iou` is
-   skipped; the others are propagated by Re-MP forwards and backwards until it aborts,
-   giving a tracklet. Template expansion: the detections that match a new tracklet's mask
+2. Rounds (at most `dyenet.rounds`; the paper stops "in about three"): per frame and object,
+   the detection most similar to the object's templates is a starting point if its cosine
+   exceeds rho_reid (an object is one detection in a frame; in the first round the annotated
+   first frame's mask is one too, scored 1); most similar first, a starting point whose mask
+   overlaps an existing tracklet above `dyenet.overlap_iou` is skipped; the others are
+   propagated by Re-MP forwards and backwards until it aborts or meets a tracklet of its
+   object (from there it would repeat it), giving a tracklet. Template expansion: the detections that match a new tracklet's mask
    above `dyenet.expansion_iou` join its object's templates. A round that finds no new
    tracklet ends the search.
 3. Greedy linking: tracklets by their starting point's similarity; each is merged into its
