@@ -99,7 +99,7 @@ def test_dyenet_segments_through_the_engine_with_a_fixed_state(untrained_dyenet)
     tracker.reset()
     assert tracker.add_targets(clip.frames[0], clip.labels[0]) == [1, 2]
     shapes = set()
-    for k in range(300):
+    for k in range(100):
         result = tracker.step(clip.frames[1 + k % 5])
         assert result.labels.shape == (96, 160) and {t.id for t in result.targets} == {1, 2}
         for target in tracker._targets.values():
