@@ -43,7 +43,7 @@ from ..data.examples import jitter_box, perturb_mask
 from ..data.pairs import VideoPairs, transformed_clip
 from ..data.stills import StillImages
 from ..inference.engine import Tracker
-from ..inference.methods.dyenet import DyeNetMethod
+from ..inference.methods.dyenet import DyeNetMethod, box_rows, map_tensor
 from ..inference.methods.lip import load_lip
 from ..inference.methods.lip_fit import GT_MARGIN
 from ..model.dyenet import REID_POOL, REMP_MARGIN, REMP_SIZE, DyeNetHeads, oim_loss, remp_begin, remp_step
@@ -100,16 +100,6 @@ def _clip(rng: np.random.Generator, video: VideoPairs, stills: StillImages | Non
     return clip, clip.sequence
 
 
-def _tensor(array: np.ndarray) -> torch.Tensor:
-    """(h, w) or (h, w, 2) float array -> (1, C, h, w)."""
-    tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
-    return tensor[None, None] if tensor.dim() == 2 else tensor.permute(2, 0, 1)[None]
-
-
-def _rows(index: int, box) -> torch.Tensor:
-    return torch.tensor([[index, *box]], dtype=torch.float32)
-
-
 def reid_loss(heads: DyeNetHeads, propagated, stride4, views, rng, settings: DyeNetTrainSettings) -> torch.Tensor:
     rows, labels, negative = [], [], -1
     height, width = stride4.shape[-2] * 4, stride4.shape[-1] * 4
@@ -140,7 +130,7 @@ def remp_loss(heads: DyeNetHeads, propagated, stride4, clips: list[tuple[int, li
         if box is None:
             continue
         box = enlarge_box(box, REMP_MARGIN)
-        hidden = remp_begin(heads.remp, propagated, stride4, _rows(first, box), _tensor(masks[0]))
+        hidden = remp_begin(heads.remp, propagated, stride4, box_rows(box, first), map_tensor(masks[0], "cpu"))
         previous = masks[0].astype(np.float32)
         grey = [flow.prepare(f) for f in frames]
         for t in range(1, len(frames)):
@@ -155,10 +145,10 @@ def remp_loss(heads: DyeNetHeads, propagated, stride4, clips: list[tuple[int, li
             if new_box is None:
                 break
             new_box = enlarge_box(new_box, REMP_MARGIN)
-            hidden, logits = remp_step(heads.remp, propagated, stride4, _rows(first + t, new_box),
-                                       torch.tensor([box], dtype=torch.float32), hidden, _tensor(warped),
-                                       _tensor(backward))
-            truth = roi_align(_tensor(masks[t]), _rows(0, new_box), REMP_SIZE, 1.0, 2, True)
+            hidden, logits = remp_step(heads.remp, propagated, stride4, box_rows(new_box, first + t),
+                                       torch.tensor([box], dtype=torch.float32), hidden, map_tensor(warped, "cpu"),
+                                       map_tensor(backward, "cpu"))
+            truth = roi_align(map_tensor(masks[t], "cpu"), box_rows(new_box, 0), REMP_SIZE, 1.0, 2, True)
             losses.append(F.binary_cross_entropy_with_logits(logits, truth))
             h, w = previous.shape
             window, (x, y) = paste_roi(torch.sigmoid(logits)[0, 0].detach().numpy(), new_box, h, w)

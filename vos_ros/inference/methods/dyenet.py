@@ -77,11 +77,11 @@ def load_heads(config: EngineConfig, model, weights: str | None = None, untraine
     return heads.eval()
 
 
-def _rows(box: Box, index: int = 0) -> torch.Tensor:
+def box_rows(box: Box, index: int = 0) -> torch.Tensor:
     return torch.tensor([[index, *box]], dtype=torch.float32)
 
 
-def _tensor(array: np.ndarray, device) -> torch.Tensor:
+def map_tensor(array: np.ndarray, device) -> torch.Tensor:
     """A working-resolution map (h, w) or flow (h, w, 2) as (1, C, h, w)."""
     tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).to(device)
     return tensor[None, None] if tensor.dim() == 2 else tensor.permute(2, 0, 1)[None]
@@ -89,7 +89,7 @@ def _tensor(array: np.ndarray, device) -> torch.Tensor:
 
 def on_grid(mask: np.ndarray, box: Box, size: int) -> np.ndarray:
     """A working-resolution mask RoIAligned on `box` at size x size."""
-    return roi_align(_tensor(mask, "cpu"), _rows(box), size, 1.0, 2, True)[0, 0].numpy()
+    return roi_align(map_tensor(mask, "cpu"), box_rows(box), size, 1.0, 2, True)[0, 0].numpy()
 
 
 def pasted(prob: np.ndarray, box: Box, shape: tuple[int, int]) -> np.ndarray:
@@ -147,7 +147,8 @@ class DyeNetMethod(Method):
         if box is None:
             return None
         box = enlarge_box(box, REMP_MARGIN)
-        hidden = remp_begin(self.heads.remp, propagated, stride4, _rows(box).to(self.device), _tensor(mask, self.device))
+        hidden = remp_begin(self.heads.remp, propagated, stride4, box_rows(box).to(self.device),
+                            map_tensor(mask, self.device))
         return Propagation(hidden, box, float((mask > 0.5).sum()))
 
     def warp(self, previous: np.ndarray, current: np.ndarray) -> MaskWarp:
@@ -170,8 +171,8 @@ class DyeNetMethod(Method):
         hidden, logits = remp_step(
             self.heads.remp, propagated, stride4, rows,
             torch.tensor([runs[k].box for k in index], dtype=torch.float32, device=self.device),
-            torch.cat([runs[k].hidden for k in index]), torch.cat([_tensor(warped[k], self.device) for k in index]),
-            _tensor(flow, self.device).expand(len(index), -1, -1, -1))
+            torch.cat([runs[k].hidden for k in index]), torch.cat([map_tensor(warped[k], self.device) for k in index]),
+            map_tensor(flow, self.device).expand(len(index), -1, -1, -1))
         probs = torch.sigmoid(logits[:, 0]).cpu().numpy()
         shape = flow.shape[:2]
         for j, (k, box) in enumerate(live):
