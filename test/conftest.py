@@ -34,6 +34,13 @@ def cpu_tracker_factory():
 
 
 @pytest.fixture(scope="session")
+def onnx_cache(tmp_path_factory):
+    """One export cache for the session: an untrained network is seeded, so tests of the same
+    graphs (LIP's detector under lip, ovsnet and dyenet) export them once."""
+    return str(tmp_path_factory.mktemp("onnx_cache"))
+
+
+@pytest.fixture(scope="session")
 def davis_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("davis")
     for name, seed in (("alpha", 1), ("beta", 2)):

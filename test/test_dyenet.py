@@ -159,11 +159,11 @@ def test_dyenet_weights_that_are_missing_say_how_to_make_them(tmp_path):
         Tracker.from_config(load_config("cpu", {"method": "dyenet"}), weights=str(tmp_path / "none.safetensors"))
 
 
-def test_onnxruntime_runs_dyenet_like_torch(tmp_path):
+def test_onnxruntime_runs_dyenet_like_torch(onnx_cache):
     """The detector's graphs (LIP's export) run by ONNX Runtime; DyeNet's own networks stay in torch."""
     pytest.importorskip("onnxruntime")
     torch_tracker = Tracker.from_config(small_config(), untrained=True)
-    ort_tracker = Tracker.from_config(small_config(), untrained=True, backend="onnxruntime", cache_dir=str(tmp_path))
+    ort_tracker = Tracker.from_config(small_config(), untrained=True, backend="onnxruntime", cache_dir=onnx_cache)
     assert ort_tracker.backend.label.startswith("onnxruntime")
     clip = make_clip(4, (200, 120), num_objects=2, seed=2)
     for tracker in (torch_tracker, ort_tracker):

@@ -20,7 +20,9 @@ def clip():
 
 @pytest.fixture(scope="module")
 def tracker():
-    return Tracker.from_config("cpu", untrained=True)
+    # Every add goes through first-frame adaptation as in the cpu configuration, with a short fit:
+    # the fit itself is tested in test_adaptation.py, and 50 steps per add were most of this file's time.
+    return Tracker.from_config(load_config("cpu", {"adaptation.iterations": 2, "adaptation.examples": 4}), untrained=True)
 
 
 def test_add_step_remove_reset(tracker, clip):

@@ -195,12 +195,12 @@ def test_lip_weights_that_are_missing_say_how_to_make_them(tmp_path):
         Tracker.from_config(config, weights=str(tmp_path / "none.safetensors"))
 
 
-def test_onnxruntime_runs_lip_like_torch(tmp_path):
+def test_onnxruntime_runs_lip_like_torch(onnx_cache):
     """The four graphs exported (dynamic batch, sides and RoIs), run by ONNX Runtime: the same masks."""
     pytest.importorskip("onnxruntime")
     config = load_config("cpu", {"method": "lip", "lip.channels": 16, "lip.height": 64})
     torch_tracker = Tracker.from_config(config, untrained=True)
-    ort_tracker = Tracker.from_config(config, untrained=True, backend="onnxruntime", cache_dir=str(tmp_path))
+    ort_tracker = Tracker.from_config(config, untrained=True, backend="onnxruntime", cache_dir=onnx_cache)
     assert ort_tracker.backend.label.startswith("onnxruntime")
     recorded = record_graph_inputs(ort_tracker.backend)
     clip = make_clip(5, (200, 120), num_objects=2, seed=2)

@@ -111,7 +111,7 @@ def test_recurrent_steps_feed_the_models_predictions_back(davis_root, monkeypatc
 
 
 def test_train_checkpoints_resumes_and_writes_weights_with_metadata(davis_root, tmp_path):
-    config = load_config("cpu")
+    config = load_config("cpu", {"adaptation.iterations": 2, "adaptation.examples": 4})  # a short fit in the holdout scoring
     settings = TrainSettings(data=str(davis_root), out=str(tmp_path / "run"), iterations=2, batch_size=2,
                              checkpoint_every=1, workers=0, stage1_fraction=0.5, recurrent_fraction=0.5,
                              clip_steps=2, holdout="beta")
