@@ -210,6 +210,7 @@ def test_segment_offline_from_the_command_line(tmp_path, davis_root):
     run = subprocess.run(cmd + ["segment", "--davis", str(davis_root), "--sequences", "alpha", "--out", str(out),
                                 "--method", "dyenet", "--offline"], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr
+    assert "alpha: " in run.stdout and "BR" not in run.stdout  # no BR share for a method without BR
     assert len(list((out / "alpha").glob("*.png"))) == len(list((davis_root / "JPEGImages" / "480p" / "alpha").iterdir()))
     refused = subprocess.run(cmd + ["segment", "--davis", str(davis_root), "--out", str(out), "--method", "lip",
                                     "--offline"], capture_output=True, text=True, timeout=600)

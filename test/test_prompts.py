@@ -81,7 +81,7 @@ def test_train_prompts_resumes_and_leaves_usable_weights(davis_root, stills_root
     from vos_ros.training.prompt_trainer import PromptTrainSettings, train_prompts
 
     settings = PromptTrainSettings(video=str(davis_root), stills=str(stills_root), out=str(tmp_path), iterations=2,
-                                   batch_size=2, checkpoint_every=1, holdout="beta")
+                                   batch_size=2, checkpoint_every=1, holdout="beta", augment=1.0)
     weights = train_prompts(settings)
     log = [json.loads(line) for line in (tmp_path / "losses.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in log if "box_iou" in r] == [1, 2]
@@ -92,6 +92,23 @@ def test_train_prompts_resumes_and_leaves_usable_weights(davis_root, stills_root
     assert len((tmp_path / "losses.jsonl").read_text().splitlines()) == len(log)
     image, truth = frame_and_object
     assert LearntSegmenter.from_weights(weights).segment(image, Prompt(box=(10, 10, 200, 150))).shape == truth.shape
+
+
+def test_augmented_objects_keep_image_and_mask_aligned():
+    from vos_ros.training.prompt_trainer import augmented
+
+    mask = np.zeros((120, 200), bool)
+    mask[20:70, 10:90] = True  # off-centre: a mirror moves it
+    image = np.repeat(mask[..., None] * 255, 3, axis=2).astype(np.uint8)
+    rng = np.random.default_rng(0)
+    shapes = set()
+    for _ in range(10):
+        out_image, out_mask = augmented(rng, image, mask)
+        assert out_image.shape[:2] == out_mask.shape
+        inside, outside = out_image[out_mask].mean(axis=1), out_image[~out_mask].mean(axis=1)
+        assert np.percentile(inside, 5) > 120 and np.percentile(outside, 95) < 60  # the object where its mask is
+        shapes.add(out_mask.shape)
+    assert len(shapes) > 1  # rescaled
 
 
 @pytest.mark.parametrize("segmenter", ["learnt", "grabcut"])

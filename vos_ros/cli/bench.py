@@ -74,8 +74,9 @@ def _print_table(report: dict) -> None:
     print("|" + " --- |" * (6 + len(stages)))
     for label, e in report["clips"].items():
         times = " | ".join(f"{e['ms_per_stage'].get(s, 0.0):.1f}" for s in stages)
+        br = f"{100 * e['br_share']:.0f}%" if "br" in e["ms_per_stage"] else "-"  # methods without BR
         print(f"| {label} | {e['objects']} | {e['JF']:.3f} | {e['fps']:.1f} | {e['ratio_to_flow_only']:.3f} | "
-              f"{100 * e['br_share']:.0f}% | {times} |")
+              f"{br} | {times} |")
 
 
 def _memory_run(tracker: Tracker, frames: list[np.ndarray], first: np.ndarray, total: int) -> dict:

@@ -225,7 +225,7 @@ def train_prompts(args) -> int:
     settings = PromptTrainSettings(
         video=args.video, stills=args.stills, out=args.out, iterations=args.iterations, batch_size=args.batch_size,
         lr=args.lr, seed=args.seed, still_share=args.still_share, checkpoint_every=args.checkpoint_every,
-        backbone_lr=args.backbone_lr, holdout=args.holdout, init=args.init or "")
+        backbone_lr=args.backbone_lr, holdout=args.holdout, init=args.init or "", augment=args.augment)
     prompt = load_network(args.init)[1] if args.init else PromptSettings()
     if args.backbone_stages is not None:
         prompt = replace(prompt, backbone_stages=args.backbone_stages)

@@ -33,4 +33,5 @@ def build_tracker(args, backend: str | None = None) -> Tracker:
 
 def print_run(name: str, run: VideoRun) -> None:
     stages = " ".join(f"{s}={1000 * run.stage_seconds[s] / max(run.steps, 1):.1f}" for s in run_stages(run.stage_seconds))
-    print(f"{name}: {run.steps + 1} frames, {run.fps:.1f} fps, BR {100 * run.br_share:.0f}% | ms/frame {stages}")
+    br = f", BR {100 * run.br_share:.0f}%" if "br" in run.stage_seconds else ""  # methods without BR: no share
+    print(f"{name}: {run.steps + 1} frames, {run.fps:.1f} fps{br} | ms/frame {stages}")

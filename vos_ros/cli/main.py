@@ -190,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
                                help="refining passes of a box prompt when the checkpoints are scored (default: "
                                     "--init's, else 1)")
     train_prompts.add_argument("--backbone-lr", type=float, default=3e-5, help="with --backbone-stages")
+    train_prompts.add_argument("--augment", type=float, default=0.0,
+                               help="share of objects mirrored, rescaled (up to 1.35x) and recoloured")
     train_prompts.add_argument("--holdout", default="", metavar="SEQ[,SEQ...]",
                                help="train sequences left out and scored (box and click IoU) at each checkpoint; "
                                     "the best is kept")

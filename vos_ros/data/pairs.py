@@ -50,7 +50,7 @@ def _affine(rng: np.random.Generator, cx: float, cy: float, width: int, height: 
     return matrix
 
 
-def _colour_jitter(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+def colour_jitter(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
     gain = rng.uniform(0.75, 1.25, 3)
     bias = rng.uniform(-20, 20, 3)
     return np.clip(image.astype(np.float32) * gain + bias, 0, 255).astype(np.uint8)
@@ -192,7 +192,7 @@ def transformed_pair(rng: np.random.Generator, image: np.ndarray, mask: np.ndarr
     for k, matrix in enumerate(poses):
         m = cv2.warpAffine(mask.astype(np.uint8), matrix, (width, height), flags=cv2.INTER_NEAREST) > 0
         view = cv2.warpAffine(image, matrix, (width, height), borderMode=cv2.BORDER_REFLECT) if m.any() else image
-        views += [_colour_jitter(rng, view) if k == 1 else view, m if m.any() else mask]
+        views += [colour_jitter(rng, view) if k == 1 else view, m if m.any() else mask]
     return Pair(*views)
 
 
@@ -203,7 +203,7 @@ def transformed_clip(rng: np.random.Generator, image: np.ndarray, mask: np.ndarr
     height, width = mask.shape
     cx, cy = box_center(mask_box(mask))
     start, end = _affine(rng, cx, cy, width, height, 0.5), _affine(rng, cx, cy, width, height, 0.5)
-    image = _colour_jitter(rng, image)
+    image = colour_jitter(rng, image)
     frames, masks = [], []
     for k in range(length):
         t = k / max(length - 1, 1)
@@ -259,7 +259,7 @@ class SyntheticPairs:
             obj = cv2.warpAffine(image, matrix, (width, height))
             m = cv2.warpAffine(mask, matrix, (width, height), flags=cv2.INTER_NEAREST) > 0
             if k == 1:
-                obj = _colour_jitter(rng, obj)
+                obj = colour_jitter(rng, obj)
             frames.append(_feathered_paste(bg, obj, m))
             masks.append(m)
         if rng.random() < 0.4:  # an occluder crosses in front in the current frame
@@ -327,7 +327,7 @@ class FirstFramePairs:
             obj = cv2.warpAffine(self.image, matrix, (width, height))
             m = cv2.warpAffine(mask.astype(np.uint8), matrix, (width, height), flags=cv2.INTER_NEAREST) > 0
             if k == 1:
-                obj = _colour_jitter(rng, obj)
+                obj = colour_jitter(rng, obj)
             views.append((_feathered_paste(background, obj, m), m))
         (prev_image, prev_mask), (image, current) = views
         return Pair(prev_image, prev_mask, image, current, self.image, mask)

@@ -18,7 +18,9 @@ import numpy as np
 import torch
 
 from ..data import davis
+from ..data.crops import scaled
 from ..data.examples import jitter_box, perturb_mask
+from ..data.pairs import colour_jitter
 from ..data.stills import StillImages
 from ..eval.prompt_eval import boundary_distance, prompt_eval
 from ..model.geometry import clip_box, crop_roi, mask_box
@@ -47,6 +49,7 @@ class PromptTrainSettings:
     backbone_lr: float = 3e-5  # for the backbone stages the prompt settings fine-tune
     holdout: str = ""  # comma-separated train sequences left out and scored at every checkpoint
     init: str = ""  # prompt weights to start from (default: the head from the tracker's MRN)
+    augment: float = 0.0  # share of objects mirrored, rescaled and recoloured (augmented())
 
     @property
     def holdouts(self) -> tuple[str, ...]:
@@ -90,6 +93,16 @@ def rough_mask(rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
         cut[y0:int(y + side / 2), x0:int(x + side / 2)] = 1
         rough = rough * cut if (rough * cut).sum() >= MIN_OBJECT_PIXELS else rough
     return cv2.GaussianBlur(rough, (0, 0), float(rng.uniform(0.5, 3.0)))
+
+
+def augmented(rng: np.random.Generator, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The object mirrored half the time, the image rescaled by up to 1.35x either way and its
+    colours jittered: 27 sequences of highly correlated frames are few, and the checkpoint
+    scores of unaugmented runs fall after their peak."""
+    if rng.random() < 0.5:
+        image, mask = np.ascontiguousarray(image[:, ::-1]), np.ascontiguousarray(mask[:, ::-1])
+    image, mask = scaled(image, mask, float(np.exp(rng.uniform(-0.3, 0.3))))
+    return colour_jitter(rng, image), mask
 
 
 def prompt_example(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, settings: PromptSettings
@@ -206,7 +219,10 @@ def train_prompts(settings: PromptTrainSettings, prompt: PromptSettings | None =
         rng = np.random.default_rng([settings.seed, 11, iteration])  # per iteration: resumable
         examples = []
         while len(examples) < settings.batch_size:
-            example = prompt_example(*source.sample(rng), rng, prompt)
+            image, mask = source.sample(rng)
+            if settings.augment and rng.random() < settings.augment:  # no draw when off: older runs replay
+                image, mask = augmented(rng, image, mask)
+            example = prompt_example(image, mask, rng, prompt)
             if example is not None:
                 examples.append(example)
         crops, rows, priors, targets = collate(examples)
