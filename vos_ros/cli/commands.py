@@ -158,60 +158,40 @@ def train(args) -> int:
     return 0
 
 
-def train_rgmp(args) -> int:
-    from ..training.rgmp_trainer import RGMPTrainSettings
-    from ..training.rgmp_trainer import train_rgmp as run
+TRAINER_FIELDS = ("video", "out", "stills", "iterations", "batch_size", "lr", "seed", "checkpoint_every", "holdout")
 
+
+def _train_method(args, settings_class, run, label: str, *extra: str) -> int:
+    """A seed-method trainer's settings from its arguments (main._method_trainer's and `extra`), then the run."""
     _refuse_dev_split(args.video)
-    settings = RGMPTrainSettings(
-        video=args.video, out=args.out, stage=args.stage, stills=args.stills, iterations=args.iterations,
-        batch_size=args.batch_size, lr=args.lr, encoder_lr=args.encoder_lr, recurrences=args.recurrences,
-        seed=args.seed, checkpoint_every=args.checkpoint_every, holdout=args.holdout, init=args.init)
+    settings = settings_class(**{name: getattr(args, name) for name in TRAINER_FIELDS + extra})
     weights = run(load_config(args.config), settings, resume=not args.no_resume)
-    print(f"RGMP weights: {weights}")
+    print(f"{label} weights: {weights}")
     return 0
+
+
+def train_rgmp(args) -> int:
+    from ..training.rgmp_trainer import RGMPTrainSettings, train_rgmp as run
+
+    return _train_method(args, RGMPTrainSettings, run, "RGMP", "stage", "encoder_lr", "recurrences", "init")
 
 
 def train_lip(args) -> int:
-    from ..training.lip_trainer import LIPTrainSettings
-    from ..training.lip_trainer import train_lip as run
+    from ..training.lip_trainer import LIPTrainSettings, train_lip as run
 
-    _refuse_dev_split(args.video)
-    settings = LIPTrainSettings(
-        video=args.video, out=args.out, stills=args.stills, still_share=args.still_share, iterations=args.iterations,
-        batch_size=args.batch_size, lr=args.lr, frames=args.frames, truncate=args.truncate, seed=args.seed,
-        checkpoint_every=args.checkpoint_every, holdout=args.holdout, init=args.init)
-    weights = run(load_config(args.config), settings, resume=not args.no_resume)
-    print(f"LIP weights: {weights}")
-    return 0
-
+    return _train_method(args, LIPTrainSettings, run, "LIP", "still_share", "frames", "truncate", "init")
 
 
 def train_ovsnet(args) -> int:
-    from ..training.ovsnet_trainer import OVSNetTrainSettings
-    from ..training.ovsnet_trainer import train_ovsnet as run
+    from ..training.ovsnet_trainer import OVSNetTrainSettings, train_ovsnet as run
 
-    _refuse_dev_split(args.video)
-    settings = OVSNetTrainSettings(
-        video=args.video, out=args.out, stills=args.stills, still_share=args.still_share, iterations=args.iterations,
-        batch_size=args.batch_size, lr=args.lr, seed=args.seed, checkpoint_every=args.checkpoint_every,
-        holdout=args.holdout)
-    weights = run(load_config(args.config), settings, resume=not args.no_resume)
-    print(f"OVSNet weights: {weights}")
-    return 0
+    return _train_method(args, OVSNetTrainSettings, run, "OVSNet", "still_share")
+
 
 def train_dyenet(args) -> int:
-    from ..training.dyenet_trainer import DyeNetTrainSettings
-    from ..training.dyenet_trainer import train_dyenet as run
+    from ..training.dyenet_trainer import DyeNetTrainSettings, train_dyenet as run
 
-    _refuse_dev_split(args.video)
-    settings = DyeNetTrainSettings(
-        video=args.video, out=args.out, stills=args.stills, still_share=args.still_share, iterations=args.iterations,
-        batch_size=args.batch_size, steps=args.steps, lr=args.lr, seed=args.seed,
-        checkpoint_every=args.checkpoint_every, holdout=args.holdout)
-    weights = run(load_config(args.config), settings, resume=not args.no_resume)
-    print(f"DyeNet weights: {weights}")
-    return 0
+    return _train_method(args, DyeNetTrainSettings, run, "DyeNet", "still_share", "steps")
 
 # ------------------------------------------------------------------------------- demo
 def train_prompts(args) -> int:

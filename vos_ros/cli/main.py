@@ -30,6 +30,27 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="folder for ONNX graphs and TensorRT engines (default: $VOS_ROS_CACHE or ~/.cache/vos_ros)")
 
 
+def _method_trainer(sub, method: str, help: str, section: str, iterations: int, batch_size: int,
+                    batch_help: str | None = None, lr: float = 1e-3, lr_help: str = "learning rate (cosine decay)",
+                    checkpoint_every: int = 250, stills_help: str = "still-image sets, made into clips"
+                    ) -> argparse.ArgumentParser:
+    """`train-METHOD` with the arguments every seed-method trainer takes (training/common.train_loop)."""
+    p = sub.add_parser(f"train-{method}", help=help)
+    p.add_argument("--config", default="cpu", help=f"whose {method} section ({section}) to train")
+    p.add_argument("--video", required=True, help="DAVIS-layout training split (never a dev split)")
+    p.add_argument("--out", required=True, help="run folder: checkpoint, losses.jsonl, weights per checkpoint")
+    p.add_argument("--stills", default="", metavar="DIR", help=stills_help)
+    p.add_argument("--iterations", type=int, default=iterations)
+    p.add_argument("--batch-size", type=int, default=batch_size, help=batch_help)
+    p.add_argument("--lr", type=float, default=lr, help=lr_help)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint-every", type=int, default=checkpoint_every)
+    p.add_argument("--holdout", default="", metavar="SEQ[,SEQ...]",
+                   help="train sequences left out and scored (mean J&F) at each checkpoint; the best is kept")
+    p.add_argument("--no-resume", action="store_true")
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vos-ros", description="DTN video object segmentation and tracking")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -94,78 +115,33 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--heads", default="", help="comma-separated heads that learn (decision,crpn,mrn; default all)")
     train.add_argument("--no-resume", action="store_true")
 
-    train_rgmp = sub.add_parser("train-rgmp", help="train the RGMP network (stage 1 simulated pairs, stage 2 "
-                                                   "recurrent on train video)")
-    train_rgmp.add_argument("--config", default="cpu", help="whose rgmp section (width, working scale) to train")
-    train_rgmp.add_argument("--video", required=True, help="DAVIS-layout training split (never a dev split)")
-    train_rgmp.add_argument("--out", required=True, help="run folder: checkpoint, losses.jsonl, best weights")
+    train_rgmp = _method_trainer(sub, "rgmp", "train the RGMP network (stage 1 simulated pairs, stage 2 recurrent on "
+                                 "train video)", "width, working scale", iterations=1000, batch_size=4, lr=3e-4,
+                                 lr_help="learning rate of the new layers: decoder, mask filters (cosine decay)",
+                                 stills_help="still-image sets for stage 1")
     train_rgmp.add_argument("--stage", required=True, choices=("pairs", "clips"),
                             help="pairs: simulated from still images and frames; clips: recurrent (BPTT) on the video")
-    train_rgmp.add_argument("--stills", default="", metavar="DIR", help="still-image sets for stage 1")
-    train_rgmp.add_argument("--iterations", type=int, default=1000)
-    train_rgmp.add_argument("--batch-size", type=int, default=4)
-    train_rgmp.add_argument("--lr", type=float, default=3e-4,
-                            help="learning rate of the new layers: decoder, mask filters (cosine decay)")
     train_rgmp.add_argument("--encoder-lr", type=float, default=3e-5, help="learning rate of the ImageNet encoder")
     train_rgmp.add_argument("--recurrences", type=int, default=4, help="stage 2: predicted frames per clip")
-    train_rgmp.add_argument("--seed", type=int, default=0)
-    train_rgmp.add_argument("--checkpoint-every", type=int, default=250)
-    train_rgmp.add_argument("--holdout", default="", metavar="SEQ[,SEQ...]",
-                            help="train sequences left out and scored (mean J&F) at each checkpoint; the best is kept")
     train_rgmp.add_argument("--init", default="", metavar="WEIGHTS", help="start from these RGMP weights (stage 2)")
-    train_rgmp.add_argument("--no-resume", action="store_true")
 
-    train_lip = sub.add_parser("train-lip", help="train the LIP networks (memory and heads) on train video, "
-                                                 "recurrently, with still images as clips")
-    train_lip.add_argument("--config", default="cpu", help="whose lip section (width, working scale) to train")
-    train_lip.add_argument("--video", required=True, help="DAVIS-layout training split (never a dev split)")
-    train_lip.add_argument("--out", required=True, help="run folder: checkpoint, losses.jsonl, best weights")
-    train_lip.add_argument("--stills", default="", metavar="DIR", help="still-image sets, made into clips")
+    train_lip = _method_trainer(sub, "lip", "train the LIP networks (memory and heads) on train video, recurrently, "
+                                "with still images as clips", "width, working scale", iterations=1500, batch_size=2)
     train_lip.add_argument("--still-share", type=float, default=0.3, help="share of clips from still images")
-    train_lip.add_argument("--iterations", type=int, default=1500)
-    train_lip.add_argument("--batch-size", type=int, default=2)
-    train_lip.add_argument("--lr", type=float, default=1e-3, help="learning rate (cosine decay)")
     train_lip.add_argument("--frames", type=int, default=8, help="frames per clip")
     train_lip.add_argument("--truncate", type=int, default=4, help="the gradient is stopped every this many frames")
-    train_lip.add_argument("--seed", type=int, default=0)
-    train_lip.add_argument("--checkpoint-every", type=int, default=250)
-    train_lip.add_argument("--holdout", default="", metavar="SEQ[,SEQ...]",
-                           help="train sequences left out and scored (mean J&F) at each checkpoint; the best is kept")
     train_lip.add_argument("--init", default="", metavar="WEIGHTS", help="start from these LIP weights")
-    train_lip.add_argument("--no-resume", action="store_true")
 
-    train_ovsnet = sub.add_parser("train-ovsnet", help="train OVSNet's Re-ID and MGA heads on train video and still "
-                                                       "images (its detector, LIP's network, stays frozen)")
-    train_ovsnet.add_argument("--config", default="cpu", help="whose ovsnet section (detector, working scale) to train")
-    train_ovsnet.add_argument("--video", required=True, help="DAVIS-layout training split (never a dev split)")
-    train_ovsnet.add_argument("--out", required=True, help="run folder: checkpoint, losses.jsonl, weights per checkpoint")
-    train_ovsnet.add_argument("--stills", default="", metavar="DIR", help="still-image sets, made into clips")
+    train_ovsnet = _method_trainer(sub, "ovsnet", "train OVSNet's Re-ID and MGA heads on train video and still images "
+                                   "(its detector, LIP's network, stays frozen)", "detector, working scale",
+                                   iterations=1500, batch_size=6, batch_help="clips (three frames each) per batch")
     train_ovsnet.add_argument("--still-share", type=float, default=0.3, help="share of clips from still images")
-    train_ovsnet.add_argument("--iterations", type=int, default=1500)
-    train_ovsnet.add_argument("--batch-size", type=int, default=6, help="clips (three frames each) per batch")
-    train_ovsnet.add_argument("--lr", type=float, default=1e-3, help="learning rate (cosine decay)")
-    train_ovsnet.add_argument("--seed", type=int, default=0)
-    train_ovsnet.add_argument("--checkpoint-every", type=int, default=250)
-    train_ovsnet.add_argument("--holdout", default="", metavar="SEQ[,SEQ...]",
-                              help="train sequences left out and scored (mean J&F) at each checkpoint; the best is kept")
-    train_ovsnet.add_argument("--no-resume", action="store_true")
 
-    train_dyenet = sub.add_parser("train-dyenet", help="train DyeNet's Re-ID network and Re-MP on train video and still "
-                                                       "images (its proposals, LIP's network, stay frozen)")
-    train_dyenet.add_argument("--config", default="cpu", help="whose dyenet section (detector, working scale) to train")
-    train_dyenet.add_argument("--video", required=True, help="DAVIS-layout training split (never a dev split)")
-    train_dyenet.add_argument("--out", required=True, help="run folder: checkpoint, losses.jsonl, weights per checkpoint")
-    train_dyenet.add_argument("--stills", default="", metavar="DIR", help="still-image sets, made into clips")
+    train_dyenet = _method_trainer(sub, "dyenet", "train DyeNet's Re-ID network and Re-MP on train video and still "
+                                   "images (its proposals, LIP's network, stay frozen)", "detector, working scale",
+                                   iterations=800, batch_size=4, batch_help="clips per batch", checkpoint_every=200)
     train_dyenet.add_argument("--still-share", type=float, default=0.3, help="share of clips from still images")
-    train_dyenet.add_argument("--iterations", type=int, default=800)
-    train_dyenet.add_argument("--batch-size", type=int, default=4, help="clips per batch")
     train_dyenet.add_argument("--steps", type=int, default=5, help="frames per clip (Re-MP's recurrence)")
-    train_dyenet.add_argument("--lr", type=float, default=1e-3, help="learning rate (cosine decay)")
-    train_dyenet.add_argument("--seed", type=int, default=0)
-    train_dyenet.add_argument("--checkpoint-every", type=int, default=200)
-    train_dyenet.add_argument("--holdout", default="", metavar="SEQ[,SEQ...]",
-                              help="train sequences left out and scored (mean J&F) at each checkpoint; the best is kept")
-    train_dyenet.add_argument("--no-resume", action="store_true")
 
     train_prompts = sub.add_parser("train-prompts", help="train the prompt network (box / click -> mask) on still "
                                                          "images and train video")
