@@ -19,7 +19,7 @@ from vos_ros.eval.metrics import jaccard
 from vos_ros.eval.reacquire import HIDDEN_FRAMES, long_occlusion_clip, reacquisition
 from vos_ros.inference import Tracker
 from vos_ros.inference.methods.detections import Detections
-from vos_ros.inference.methods.dyenet import DyeNetMethod, load_heads
+from vos_ros.inference.methods.dyenet import DyeNetMethod
 from vos_ros.inference.methods.dyenet_offline import Tracklet, link
 from vos_ros.inference.methods.lip import load_lip
 from vos_ros.inference.video import segment_video, segment_video_offline
@@ -148,7 +148,7 @@ def test_training_writes_weights_the_method_loads(tmp_path, davis_root, stills_r
     assert metadata["method"] == "dyenet" and metadata["selected_iteration"] == 2
     assert (tmp_path / "dyenet" / "dyenet_2.safetensors").exists()
     detector = load_lip(config, untrained=True)  # the shipped detector is another width
-    tracker = Tracker(config, DyeNetMethod(config, TorchLIP(detector, "cpu"), load_heads(config, detector, str(weights))))
+    tracker = Tracker(config, DyeNetMethod(config, TorchLIP(detector, "cpu"), DyeNetMethod.load_heads(config, detector, str(weights))))
     clip = make_clip(3, (160, 96), num_objects=1, seed=1)
     tracker.add_targets(clip.frames[0], clip.labels[0])
     assert tracker.step(clip.frames[1]).labels.shape == (96, 160)

@@ -15,7 +15,7 @@ from vos_ros.data.synthetic import make_clip
 from vos_ros.inference import Tracker
 from vos_ros.inference.methods.detections import Detections
 from vos_ros.inference.methods.lip import load_lip
-from vos_ros.inference.methods.ovsnet import FLOW, IOU, REID, OVSNetMethod, OVSNetState, load_heads
+from vos_ros.inference.methods.ovsnet import FLOW, IOU, REID, OVSNetMethod, OVSNetState
 from vos_ros.inference.targets import Target
 from vos_ros.eval.reacquire import reacquisition
 from vos_ros.model.ovsnet import MGA_POOL, MGA_RING, attention_map, triplet_loss
@@ -140,7 +140,7 @@ def test_training_writes_weights_the_method_loads(tmp_path, davis_root, stills_r
     assert metadata["method"] == "ovsnet" and metadata["selected_iteration"] == 2
     assert (tmp_path / "ovsnet" / "ovsnet_2.safetensors").exists()
     detector = load_lip(config, untrained=True)  # the shipped detector is another width
-    tracker = Tracker(config, OVSNetMethod(config, TorchLIP(detector, "cpu"), load_heads(config, detector, str(weights))))
+    tracker = Tracker(config, OVSNetMethod(config, TorchLIP(detector, "cpu"), OVSNetMethod.load_heads(config, detector, str(weights))))
     clip = make_clip(3, (160, 96), num_objects=1, seed=1)
     tracker.add_targets(clip.frames[0], clip.labels[0])
     assert tracker.step(clip.frames[1]).labels.shape == (96, 160)

@@ -1,21 +1,27 @@
 """The class-agnostic detections OVSNet and DyeNet take from LIP's network run with a zero
 memory (its static mode: one pass, nothing carried): centre-heatmap proposals, their
-regressed boxes after NMS, and their 28x28 masks."""
+regressed boxes after NMS, and their 28x28 masks; and what the two methods built on that
+frozen detector share (`DetectorMethod`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import cv2
 import numpy as np
 import torch
+from torch import nn
 from torchvision.ops import nms
 
-from ...backends.lip import TorchLIP
-from ...model.flow import DISFlow
+from ...backends.lip import TorchLIP, create_lip_backend
+from ...config import EngineConfig
+from ...model.flow import DISFlow, flow_shape
 from ...model.geometry import paste_roi
-from ...model.lip import clamp_boxes, decode_boxes, heatmap_boxes, pool_boxes, pool_masks
-from .lip import LIPFrame, batch_rows, working_frame
+from ...model.lip import LIP, clamp_boxes, decode_boxes, heatmap_boxes, pool_boxes, pool_masks
+from ...model.weights import load_weights, weights_path
+from .base import Method
+from .lip import LIPFrame, batch_rows, load_lip, working_frame
 
 
 @dataclass
@@ -81,3 +87,47 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     inter = a @ b.T
     union = a.sum(1)[:, None] + b.sum(1)[None] - inter
     return np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+
+
+class DetectorMethod(Method):
+    """A method of its own heads on LIP's frozen detector (OVSNet, DyeNet). Its config section,
+    named like the method, gives `detector_weights`, `weights` (the heads) and `height` (the
+    working image's rows); `roi_counts` says how many RoIs its detector calls take (the
+    TensorRT profiles)."""
+    heads_class: ClassVar[type[nn.Module]]
+    label: ClassVar[str]  # in error messages: "OVSNet"
+
+    def __init__(self, config: EngineConfig, backend: TorchLIP, heads: nn.Module):
+        self.config, self.backend = config, backend
+        self.device = backend.device
+        self.heads = heads.to(self.device).eval()
+        self.flow = DISFlow(config.flow.preset, 1.0)  # on the working image
+
+    @staticmethod
+    def roi_counts(config: EngineConfig) -> tuple[int, int, int]:
+        raise NotImplementedError
+
+    @classmethod
+    def load_heads(cls, config: EngineConfig, model: LIP, weights: str | None = None, untrained: bool = False
+                   ) -> nn.Module:
+        """The heads on `model`'s feature widths: the section's shipped file unless `weights`."""
+        torch.manual_seed(0)
+        heads = cls.heads_class(config.lip.channels, model.backbone.channels[0])
+        if not untrained:
+            load_weights(heads, weights_path(weights or getattr(config, cls.name).weights), cls.label,
+                         f"vos-ros train-{cls.name}")
+        return heads.eval()
+
+    @classmethod
+    def from_config(cls, config, weights=None, device="cpu", untrained=False, backend="torch", precision=None,
+                    cache_dir=None) -> "DetectorMethod":
+        model = load_lip(config, getattr(config, cls.name).detector_weights, untrained)
+        return cls(config, create_lip_backend(backend, model, config, device, precision, cache_dir,
+                                              cls.roi_counts(config)),
+                   cls.load_heads(config, model, weights, untrained))
+
+    def mask_shape(self, width: int, height: int) -> tuple[int, int]:
+        return flow_shape(width, height, getattr(self.config, self.name).height / height)
+
+    def prepare(self, image: np.ndarray) -> WorkingFrame:
+        return WorkingFrame.of(self.backend, self.flow, image, self.mask_shape(image.shape[1], image.shape[0]))

@@ -29,19 +29,15 @@ import numpy as np
 import torch
 from torchvision.ops import roi_align
 
-from ...backends.lip import TorchLIP, create_lip_backend
 from ...config import EngineConfig
 from ...data.examples import jitter_box
 from ...model.dyenet import REID_POOL, REMP_MARGIN, REMP_SIZE, DyeNetHeads, remp_begin, remp_step
-from ...model.flow import DISFlow, MaskWarp, flow_shape
+from ...model.flow import MaskWarp
 from ...model.geometry import Box, enlarge_box, mask_box, paste_roi
 from ...model.lip import pool_region
-from ...model.weights import load_weights, weights_path
 from ..targets import FrameSegmentation, Segment, Target
 from ..types import Stream, TargetStatus
-from .base import Method
-from .detections import Detections, WorkingFrame, detect, mask_iou, zero_memory_pass
-from .lip import load_lip
+from .detections import DetectorMethod, Detections, WorkingFrame, detect, mask_iou, zero_memory_pass
 from .lip_fit import GT_MARGIN
 
 
@@ -69,14 +65,6 @@ class DyeNetState:
     run: Propagation | None  # None: aborted (the target is lost until re-identified)
 
 
-def load_heads(config: EngineConfig, model, weights: str | None = None, untrained: bool = False) -> DyeNetHeads:
-    torch.manual_seed(0)
-    heads = DyeNetHeads(config.lip.channels, model.backbone.channels[0])
-    if not untrained:
-        load_weights(heads, weights_path(weights or config.dyenet.weights), "DyeNet", "vos-ros train-dyenet")
-    return heads.eval()
-
-
 def box_rows(box: Box, index: int = 0) -> torch.Tensor:
     return torch.tensor([[index, *box]], dtype=torch.float32)
 
@@ -100,33 +88,16 @@ def pasted(prob: np.ndarray, box: Box, shape: tuple[int, int]) -> np.ndarray:
     return out
 
 
-class DyeNetMethod(Method):
-    name = "dyenet"
+class DyeNetMethod(DetectorMethod):
+    name, heads_class, label = "dyenet", DyeNetHeads, "DyeNet"
 
-    def __init__(self, config: EngineConfig, backend: TorchLIP, heads: DyeNetHeads):
-        self.config, self.backend = config, backend
-        self.device = backend.device
-        self.heads = heads.to(self.device).eval()
-        self.flow = DISFlow(config.flow.preset, 1.0)  # on the working image
-
-    @classmethod
-    def from_config(cls, config, weights=None, device="cpu", untrained=False, backend="torch", precision=None,
-                    cache_dir=None) -> "DyeNetMethod":
-        model = load_lip(config, config.dyenet.detector_weights, untrained)
-        cfg = config.dyenet
-        rois = (1, cfg.proposals + 1, max(cfg.proposals, cfg.templates))
-        return cls(config, create_lip_backend(backend, model, config, device, precision, cache_dir, rois),
-                   load_heads(config, model, weights, untrained))
+    @staticmethod
+    def roi_counts(config: EngineConfig) -> tuple[int, int, int]:
+        return (1, config.dyenet.proposals + 1, max(config.dyenet.proposals, config.dyenet.templates))
 
     @property
     def mask_threshold(self) -> float:
         return self.config.dyenet.mask_threshold
-
-    def mask_shape(self, width: int, height: int) -> tuple[int, int]:
-        return flow_shape(width, height, self.config.dyenet.height / height)
-
-    def prepare(self, image: np.ndarray) -> WorkingFrame:
-        return WorkingFrame.of(self.backend, self.flow, image, self.mask_shape(image.shape[1], image.shape[0]))
 
     # ----------------------------------------------------------- shared with the offline mode
     def embed(self, propagated, stride4: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:

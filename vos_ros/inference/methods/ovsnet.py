@@ -43,20 +43,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...backends.lip import TorchLIP, create_lip_backend
+from ...backends.lip import TorchLIP
 from ...config import EngineConfig
 from ...data.examples import jitter_box, perturb_mask
 from ...data.pairs import FirstFramePairs
-from ...model.flow import DISFlow, MaskWarp, flow_shape
+from ...model.flow import MaskWarp
 from ...model.geometry import enlarge_box, mask_box, paste_roi
-from ...model.lip import LIP, pool_boxes
+from ...model.lip import pool_boxes
 from ...model.ovsnet import EMBEDDING, OVSNetHeads, mga_inputs, mga_target
-from ...model.weights import load_weights, weights_path
 from ..targets import FrameSegmentation, Segment, Target
 from ..types import Stream
-from .base import Method
-from .detections import Detections, WorkingFrame, detect, mask_iou, zero_memory_pass
-from .lip import LIPFrame, batch_rows, load_lip, working_frame
+from .detections import DetectorMethod, Detections, WorkingFrame, detect, mask_iou, zero_memory_pass
+from .lip import LIPFrame, batch_rows, working_frame
 from .lip_fit import GT_MARGIN
 
 IOU, REID, FLOW = "iou", "reid", "flow"
@@ -72,22 +70,11 @@ class OVSNetState:
         return torch.cat([self.first, torch.stack(list(self.recent))]) if self.recent else self.first
 
 
-def load_heads(config: EngineConfig, model: LIP, weights: str | None = None, untrained: bool = False) -> OVSNetHeads:
-    torch.manual_seed(0)
-    heads = OVSNetHeads(config.lip.channels, model.backbone.channels[0])
-    if not untrained:
-        load_weights(heads, weights_path(weights or config.ovsnet.weights), "OVSNet", "vos-ros train-ovsnet")
-    return heads.eval()
-
-
-class OVSNetMethod(Method):
-    name = "ovsnet"
+class OVSNetMethod(DetectorMethod):
+    name, heads_class, label = "ovsnet", OVSNetHeads, "OVSNet"
 
     def __init__(self, config: EngineConfig, backend: TorchLIP, heads: OVSNetHeads):
-        self.config, self.backend = config, backend
-        self.device = backend.device
-        self.heads = heads.to(self.device).eval()
-        self.flow = DISFlow(config.flow.preset, 1.0)  # on the working image
+        super().__init__(config, backend, heads)
         self._offline_mga = copy.deepcopy(self.heads.mga.state_dict())
         self._dreamt: dict[int, tuple[torch.Tensor, ...]] = {}  # per target: its lucid-dreaming MGA examples
         self.last_adaptation: dict[str, float] = {}
@@ -100,20 +87,10 @@ class OVSNetMethod(Method):
         for i in ids:
             self._dreamt.pop(i, None)
 
-    @classmethod
-    def from_config(cls, config, weights=None, device="cpu", untrained=False, backend="torch", precision=None,
-                    cache_dir=None) -> "OVSNetMethod":
-        model = load_lip(config, config.ovsnet.detector_weights, untrained)
+    @staticmethod
+    def roi_counts(config: EngineConfig) -> tuple[int, int, int]:
         cfg = config.ovsnet
-        rois = (1, cfg.proposals + 1, max(cfg.proposals + config.tracking.max_objects, cfg.first_features))
-        return cls(config, create_lip_backend(backend, model, config, device, precision, cache_dir, rois),
-                   load_heads(config, model, weights, untrained))
-
-    def mask_shape(self, width: int, height: int) -> tuple[int, int]:
-        return flow_shape(width, height, self.config.ovsnet.height / height)
-
-    def prepare(self, image: np.ndarray) -> WorkingFrame:
-        return WorkingFrame.of(self.backend, self.flow, image, self.mask_shape(image.shape[1], image.shape[0]))
+        return (1, cfg.proposals + 1, max(cfg.proposals + config.tracking.max_objects, cfg.first_features))
 
     def _embed(self, propagated: list[torch.Tensor], boxes: torch.Tensor) -> torch.Tensor:
         return self.heads.reid(self.backend.box_trunk(pool_boxes(propagated, batch_rows(boxes))))
