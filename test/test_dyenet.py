@@ -1,9 +1,7 @@
-"""DyeNet (model/dyenet.py, inference/methods/dyenet.py and dyenet_offline.py,
-training/dyenet_trainer.py): the OIM loss, the flow-warped hidden state, region attention,
-re-identification, the method behind the engine and its backends, its offline mode, and
-its training."""
+"""DyeNet (model/dyenet.py, inference/methods/dyenet.py and dyenet_offline.py): the OIM loss,
+the flow-warped hidden state, region attention, re-identification, the method behind the
+engine, its offline mode. Its training, weights and backends: test_detector_methods.py."""
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -12,19 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from vos_ros.backends.lip import TorchLIP
 from vos_ros.config import load_config
 from vos_ros.data.synthetic import make_clip
 from vos_ros.eval.metrics import jaccard
 from vos_ros.eval.reacquire import HIDDEN_FRAMES, long_occlusion_clip, reacquisition
 from vos_ros.inference import Tracker
 from vos_ros.inference.methods.detections import Detections
-from vos_ros.inference.methods.dyenet import DyeNetMethod
 from vos_ros.inference.methods.dyenet_offline import Tracklet, link
-from vos_ros.inference.methods.lip import load_lip
 from vos_ros.inference.video import segment_video, segment_video_offline
 from vos_ros.model.dyenet import REMP_POOL, ReMP, oim_loss, warp_hidden
-from vos_ros.training.dyenet_trainer import DyeNetTrainSettings, train_dyenet
 
 
 def small_config(**overrides):
@@ -136,41 +130,6 @@ def test_the_offline_mode_runs_the_whole_clip_and_refuses_other_methods(untraine
                               untrained=True)
     with pytest.raises(ValueError, match="needs method dyenet"):
         segment_video_offline(lip, clip.frames, clip.labels[0])
-
-
-def test_training_writes_weights_the_method_loads(tmp_path, davis_root, stills_root):
-    config = small_config(**{"dyenet.height": 96})
-    weights = train_dyenet(config, DyeNetTrainSettings(
-        video=str(davis_root), out=str(tmp_path / "dyenet"), stills=str(stills_root), still_share=0.5,
-        iterations=2, batch_size=2, steps=3, crop=(64, 96), checkpoint_every=2, holdout="beta"),
-        detector_untrained=True)
-    metadata = json.loads(weights.with_suffix(".json").read_text())
-    assert metadata["method"] == "dyenet" and metadata["selected_iteration"] == 2
-    assert (tmp_path / "dyenet" / "dyenet_2.safetensors").exists()
-    detector = load_lip(config, untrained=True)  # the shipped detector is another width
-    tracker = Tracker(config, DyeNetMethod(config, TorchLIP(detector, "cpu"), DyeNetMethod.load_heads(config, detector, str(weights))))
-    clip = make_clip(3, (160, 96), num_objects=1, seed=1)
-    tracker.add_targets(clip.frames[0], clip.labels[0])
-    assert tracker.step(clip.frames[1]).labels.shape == (96, 160)
-
-
-def test_dyenet_weights_that_are_missing_say_how_to_make_them(tmp_path):
-    with pytest.raises(FileNotFoundError, match="train-dyenet"):
-        Tracker.from_config(load_config("cpu", {"method": "dyenet"}), weights=str(tmp_path / "none.safetensors"))
-
-
-def test_onnxruntime_runs_dyenet_like_torch(onnx_cache):
-    """The detector's graphs (LIP's export) run by ONNX Runtime; DyeNet's own networks stay in torch."""
-    pytest.importorskip("onnxruntime")
-    torch_tracker = Tracker.from_config(small_config(), untrained=True)
-    ort_tracker = Tracker.from_config(small_config(), untrained=True, backend="onnxruntime", cache_dir=onnx_cache)
-    assert ort_tracker.backend.label.startswith("onnxruntime")
-    clip = make_clip(4, (200, 120), num_objects=2, seed=2)
-    for tracker in (torch_tracker, ort_tracker):
-        tracker.add_targets(clip.frames[0], clip.labels[0])
-    for frame in clip.frames[1:]:
-        a, b = torch_tracker.step(frame), ort_tracker.step(frame)
-        assert (a.labels != b.labels).mean() < 1e-3
 
 
 @pytest.fixture(scope="module")

@@ -1,25 +1,21 @@
-"""OVSNet (model/ovsnet.py, inference/methods/ovsnet.py, training/ovsnet_trainer.py): the
-triplet loss, the MGA attention, the one-pass cascade's three paths, the bounded feature
-collection, the method behind the engine and its backends, and its training."""
+"""OVSNet (model/ovsnet.py, inference/methods/ovsnet.py): the triplet loss, the MGA attention,
+the one-pass cascade's three paths, the bounded feature collection, re-acquisition with the
+shipped weights. Its training, weights and backends: test_detector_methods.py."""
 
-import json
 from collections import deque
 
 import numpy as np
 import pytest
 import torch
 
-from vos_ros.backends.lip import TorchLIP
 from vos_ros.config import load_config
 from vos_ros.data.synthetic import make_clip
 from vos_ros.inference import Tracker
 from vos_ros.inference.methods.detections import Detections
-from vos_ros.inference.methods.lip import load_lip
-from vos_ros.inference.methods.ovsnet import FLOW, IOU, REID, OVSNetMethod, OVSNetState
+from vos_ros.inference.methods.ovsnet import FLOW, IOU, REID, OVSNetState
 from vos_ros.inference.targets import Target
 from vos_ros.eval.reacquire import reacquisition
 from vos_ros.model.ovsnet import MGA_POOL, MGA_RING, attention_map, triplet_loss
-from vos_ros.training.ovsnet_trainer import OVSNetTrainSettings, train_ovsnet
 
 
 def small_config(**overrides):
@@ -128,41 +124,6 @@ def test_ovsnet_segments_through_the_engine(untrained_ovsnet):
         assert {t.id for t in result.targets} == {1, 2}
     tracker.remove_targets([2])
     assert {t.id for t in tracker.step(clip.frames[1]).targets} == {1}
-
-
-def test_training_writes_weights_the_method_loads(tmp_path, davis_root, stills_root):
-    config = small_config(**{"ovsnet.height": 96})
-    weights = train_ovsnet(config, OVSNetTrainSettings(
-        video=str(davis_root), out=str(tmp_path / "ovsnet"), stills=str(stills_root), still_share=0.5,
-        iterations=2, batch_size=2, crop=(64, 96), checkpoint_every=2, holdout="beta"),
-        detector_untrained=True)
-    metadata = json.loads(weights.with_suffix(".json").read_text())
-    assert metadata["method"] == "ovsnet" and metadata["selected_iteration"] == 2
-    assert (tmp_path / "ovsnet" / "ovsnet_2.safetensors").exists()
-    detector = load_lip(config, untrained=True)  # the shipped detector is another width
-    tracker = Tracker(config, OVSNetMethod(config, TorchLIP(detector, "cpu"), OVSNetMethod.load_heads(config, detector, str(weights))))
-    clip = make_clip(3, (160, 96), num_objects=1, seed=1)
-    tracker.add_targets(clip.frames[0], clip.labels[0])
-    assert tracker.step(clip.frames[1]).labels.shape == (96, 160)
-
-
-def test_ovsnet_weights_that_are_missing_say_how_to_make_them(tmp_path):
-    with pytest.raises(FileNotFoundError, match="train-ovsnet"):
-        Tracker.from_config(load_config("cpu", {"method": "ovsnet"}), weights=str(tmp_path / "none.safetensors"))
-
-
-def test_onnxruntime_runs_ovsnet_like_torch(onnx_cache):
-    """The detector's graphs (LIP's export) run by ONNX Runtime; the heads stay in torch: the same masks."""
-    pytest.importorskip("onnxruntime")
-    torch_tracker = Tracker.from_config(small_config(), untrained=True)
-    ort_tracker = Tracker.from_config(small_config(), untrained=True, backend="onnxruntime", cache_dir=onnx_cache)
-    assert ort_tracker.backend.label.startswith("onnxruntime")
-    clip = make_clip(4, (200, 120), num_objects=2, seed=2)
-    for tracker in (torch_tracker, ort_tracker):
-        tracker.add_targets(clip.frames[0], clip.labels[0])
-    for frame in clip.frames[1:]:
-        a, b = torch_tracker.step(frame), ort_tracker.step(frame)
-        assert (a.labels != b.labels).mean() < 1e-3
 
 
 def test_ovsnet_reacquires_an_object_hidden_for_long():
