@@ -23,8 +23,7 @@ held-out sequences, their J&F, the best kept as `dyenet.safetensors`.
 
 from __future__ import annotations
 
-import copy
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,23 +31,20 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import roi_align
 
-from ..backends.lip import TorchLIP
 from ..config import EngineConfig
 from ..data.crops import VIDEO_HEIGHT, make_sample, scaled
 from ..data.examples import jitter_box, perturb_mask
 from ..data.pairs import VideoPairs, transformed_clip
 from ..data.stills import StillImages
-from ..inference.engine import Tracker
 from ..inference.methods.dyenet import DyeNetMethod, box_rows, map_tensor
-from ..inference.methods.lip import load_lip
 from ..inference.methods.lip_fit import GT_MARGIN
 from ..model.dyenet import REID_POOL, REMP_MARGIN, REMP_SIZE, DyeNetHeads, oim_loss, remp_begin, remp_step
 from ..model.flow import DISFlow, warp_backward
 from ..model.geometry import enlarge_box, mask_box, paste_roi
 from ..model.lip import pool_region
-from .common import Trainee, sequence_scores, train_loop
-from .ovsnet_trainer import (RECOLOURED_IDENTITY, STILL_IDENTITY, background_boxes, detector_lineage, off_object_mask,
-                             recoloured)
+from .common import train_loop
+from .detector_heads import heads_trainee, holdout_scores
+from .ovsnet_trainer import RECOLOURED_IDENTITY, STILL_IDENTITY, background_boxes, off_object_mask, recoloured
 
 REMP_WEIGHT = 1.0  # lambda
 
@@ -153,28 +149,14 @@ def remp_loss(heads: DyeNetHeads, propagated, stride4, clips: list[tuple[int, li
     return torch.stack(losses).mean() if losses else stride4.new_zeros(())
 
 
-def holdout_scores(lip, heads: DyeNetHeads, config: EngineConfig, video: str, sequences: tuple[str, ...]
-                   ) -> dict[str, float]:
-    method = DyeNetMethod(config, TorchLIP(copy.deepcopy(lip), "cpu"), copy.deepcopy(heads).eval())
-    return sequence_scores(Tracker(config, method), video, sequences)
-
-
 def train_dyenet(config: EngineConfig, settings: DyeNetTrainSettings, resume: bool = True,
                  detector_untrained: bool = False) -> Path:
     """`detector_untrained`: an ImageNet backbone with random detector heads (tests only)."""
-    torch.manual_seed(settings.seed)
-    lip = load_lip(config, config.dyenet.detector_weights, detector_untrained)
-    heads = DyeNetHeads(config.lip.channels, lip.backbone.channels[0])
-    trainee = Trainee("dyenet", heads, {"heads": heads},
-                      torch.optim.AdamW(heads.parameters(), lr=settings.lr, weight_decay=1e-4),
-                      {"method": "dyenet", "config": config.name, "height": config.dyenet.height,
-                       **detector_lineage(config.dyenet.detector_weights, detector_untrained),
-                       "command": "vos-ros train-dyenet", "train": asdict(settings)})
+    lip, heads, trainee = heads_trainee(config, settings, DyeNetMethod, detector_untrained)
     video = VideoPairs(settings.video, max_gap=settings.max_gap, exclude=settings.holdouts)
     stills = StillImages(settings.stills) if settings.stills else None
     flow = DISFlow(config.flow.preset, 1.0)
     scale = config.dyenet.height / VIDEO_HEIGHT
-    heads.train()
 
     def loss(rng: np.random.Generator, iteration: int):
         views, clips = [], []
@@ -196,6 +178,6 @@ def train_dyenet(config: EngineConfig, settings: DyeNetTrainSettings, resume: bo
         return reid + REMP_WEIGHT * remp, {"reid": reid.item(), "remp": remp.item()}
 
     def score():
-        return holdout_scores(lip, heads, config, settings.video, settings.holdouts)
+        return holdout_scores(DyeNetMethod, lip, heads, config, settings.video, settings.holdouts)
 
     return train_loop(trainee, settings, config.to_dict(), 37, loss, score if settings.holdouts else None, resume)

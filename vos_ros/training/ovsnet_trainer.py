@@ -22,9 +22,7 @@ held-out sequences, their J&F, the best kept as `ovsnet.safetensors`.
 
 from __future__ import annotations
 
-import copy
-import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -32,21 +30,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..backends.lip import TorchLIP
 from ..config import EngineConfig
 from ..data.crops import VIDEO_HEIGHT, make_sample, scaled
 from ..data.examples import jitter_box, perturb_mask
 from ..data.pairs import VideoPairs, transformed_clip
 from ..data.stills import StillImages
-from ..inference.engine import Tracker
-from ..inference.methods.lip import load_lip
 from ..inference.methods.lip_fit import GT_MARGIN
 from ..inference.methods.ovsnet import OVSNetMethod
 from ..model.geometry import box_iou, enlarge_box, mask_box
 from ..model.lip import pool_boxes
 from ..model.ovsnet import OVSNetHeads, mga_inputs, mga_target, triplet_loss
-from ..model.weights import weights_path
-from .common import Trainee, sequence_scores, train_loop
+from .common import train_loop
+from .detector_heads import heads_trainee, holdout_scores
 
 MGA_WEIGHT = 1.3  # OVSNet Tab. 4's lambda
 STILL_IDENTITY = 1_000_000  # still clips' identities start here (video: the sequence index)
@@ -179,27 +174,13 @@ def batch_loss(lip, heads: OVSNetHeads, views: list[tuple[np.ndarray, np.ndarray
     return reid + MGA_WEIGHT * mga, {"reid": reid.item(), "mga": mga.item()}
 
 
-def holdout_scores(lip, heads: OVSNetHeads, config: EngineConfig, video: str, sequences: tuple[str, ...]
-                   ) -> dict[str, float]:
-    method = OVSNetMethod(config, TorchLIP(copy.deepcopy(lip), "cpu"), copy.deepcopy(heads).eval())
-    return sequence_scores(Tracker(config, method), video, sequences)
-
-
 def train_ovsnet(config: EngineConfig, settings: OVSNetTrainSettings, resume: bool = True,
                  detector_untrained: bool = False) -> Path:
     """`detector_untrained`: an ImageNet backbone with random detector heads (tests only)."""
-    torch.manual_seed(settings.seed)
-    lip = load_lip(config, config.ovsnet.detector_weights, detector_untrained)
-    heads = OVSNetHeads(config.lip.channels, lip.backbone.channels[0])
-    trainee = Trainee("ovsnet", heads, {"heads": heads},
-                      torch.optim.AdamW(heads.parameters(), lr=settings.lr, weight_decay=1e-4),
-                      {"method": "ovsnet", "config": config.name, "height": config.ovsnet.height,
-                       **detector_lineage(config.ovsnet.detector_weights, detector_untrained),
-                       "command": "vos-ros train-ovsnet", "train": asdict(settings)})
+    lip, heads, trainee = heads_trainee(config, settings, OVSNetMethod, detector_untrained)
     video = VideoPairs(settings.video, max_gap=settings.max_gap, exclude=settings.holdouts)
     stills = StillImages(settings.stills) if settings.stills else None
     scale = config.ovsnet.height / VIDEO_HEIGHT
-    heads.train()
 
     def loss(rng: np.random.Generator, iteration: int):
         views = []
@@ -214,13 +195,7 @@ def train_ovsnet(config: EngineConfig, settings: OVSNetTrainSettings, resume: bo
         return batch_loss(lip, heads, views, rng, settings)
 
     def score():
-        return holdout_scores(lip, heads, config, settings.video, settings.holdouts)
+        return holdout_scores(OVSNetMethod, lip, heads, config, settings.video, settings.holdouts)
 
     return train_loop(trainee, settings, config.to_dict(), 23, loss, score if settings.holdouts else None, resume)
 
-
-def detector_lineage(detector_weights: str, untrained: bool) -> dict[str, str]:
-    """The frozen detector's weights file and sha256, in the metadata of the heads trained on it."""
-    detector = weights_path(detector_weights)
-    return {"detector_weights": detector.name,
-            "detector_weights_sha256": hashlib.sha256(detector.read_bytes()).hexdigest() if not untrained else "untrained"}
