@@ -67,11 +67,8 @@ def test_a_box_drawn_on_the_page_is_tracked(ctx, weights_file, tmp_path):
     tracker_args = ["--ros-args", "-p", "image_qos:=reliable", "-p", "adaptation_iterations:=0", "-p", "cpu_threads:=1",
                     "-p", "publish_overlay:=false", "-p", "init_mask_topic:=unused"]
     tracker_args += ["-p", f"weights:={weights_file}"] if weights_file else []
-    # GrabCut on the page: the test is of the page and its path to the tracker. With the learnt
-    # segmenter's mask (a good one: docs/prompt_page.png) the tracker drifts on this textured sprite
-    # within frames (IoU 0.34 over 12 frames; open in docs/experiments.md); the learnt segmenter's
-    # own tests are test/test_prompts.py and the tracker node's click test.
-    page_args = ["--ros-args", "-p", f"port:={port}", "-p", "image_qos:=reliable", "-p", "segmenter:=grabcut"]
+    # The page's default segmenter (the learnt prompt network), as a user gets it.
+    page_args = ["--ros-args", "-p", f"port:={port}", "-p", "image_qos:=reliable"]
     procs = [subprocess.Popen(node_command(exe) + args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for exe, args in (("tracker_node", tracker_args), ("prompt_ui", page_args))]
     node = rclpy.create_node("clip_player", context=ctx)
