@@ -13,7 +13,7 @@ from ..model.backbone import STRIDES
 from .base import BackendUnavailable
 from .onnx_export import LIP_GRAPHS, LIP_SET, ensure_onnx, read_manifest
 from .onnxruntime import run_session, session_factory
-from .tensorrt import EngineSet, ShapeRange, frame_ranges, require_tensorrt, shape_profiles
+from .tensorrt import EngineSet, ShapeRange, frame_ranges, seed_method_precision, shape_profiles
 
 LIP_STRIDE = STRIDES[-1]  # image sides are multiples of the deepest level's stride
 
@@ -125,17 +125,9 @@ def create_lip_backend(name: str, model: torch.nn.Module, config, device: str, p
     """torch or onnxruntime (fp32), tensorrt (fp16, the default there, or fp32); the graphs are
     exported into the cache on first use, TensorRT engines built from them cached beside them.
     `rois`: the (min, opt, max) RoI count the method sends through the trunks (TensorRT's profile)."""
-    if name == "tensorrt":
-        require_tensorrt(device)  # fail before the export when TensorRT or the GPU is missing
-        if precision not in (None, "fp16", "fp32"):
-            raise BackendUnavailable(f"method lip runs tensorrt at fp16 or fp32, not {precision} "
-                                     "(no int8 calibration for its graphs)")
-        return TensorRTLIP(ensure_onnx(model, config, cache_dir, LIP_SET), model, config, rois, device,
-                           precision or "fp16", cache_dir)
-    if precision not in (None, "fp32"):
-        raise BackendUnavailable(f"method lip runs {name} at fp32 only, not {precision} (tensorrt runs fp16)")
+    precision = seed_method_precision("lip", name, precision, device)
     if name == "torch":
         return TorchLIP(model, device)
     if name == "onnxruntime":
         return OnnxRuntimeLIP(ensure_onnx(model, config, cache_dir, LIP_SET), model, device, config.threads)
-    raise BackendUnavailable(f"method lip runs on torch, onnxruntime or tensorrt, not {name}")
+    return TensorRTLIP(ensure_onnx(model, config, cache_dir, LIP_SET), model, config, rois, device, precision, cache_dir)

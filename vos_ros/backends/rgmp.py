@@ -11,7 +11,7 @@ import torch
 from .base import BackendUnavailable
 from .onnx_export import RGMP_GRAPHS, RGMP_SET, RGMP_STRIDE, ensure_onnx, read_manifest
 from .onnxruntime import run_session, session_factory
-from .tensorrt import EngineSet, ShapeRange, frame_ranges, object_range, require_tensorrt, shape_profiles
+from .tensorrt import EngineSet, ShapeRange, frame_ranges, object_range, seed_method_precision, shape_profiles
 
 
 class TorchRGMP:
@@ -100,17 +100,9 @@ def create_rgmp_backend(name: str, model: torch.nn.Module, config, device: str, 
                         cache_dir: Path | None) -> TorchRGMP:
     """torch or onnxruntime (fp32), tensorrt (fp16, the default there, or fp32); the graphs are
     exported into the cache on first use, TensorRT engines built from them cached beside them."""
-    if name == "tensorrt":
-        require_tensorrt(device)  # fail before the export when TensorRT or the GPU is missing
-        if precision not in (None, "fp16", "fp32"):
-            raise BackendUnavailable(f"method rgmp runs tensorrt at fp16 or fp32, not {precision} "
-                                     "(no int8 calibration for its graphs)")
-        return TensorRTRGMP(ensure_onnx(model, config, cache_dir, RGMP_SET), config, device, precision or "fp16",
-                            cache_dir)
-    if precision not in (None, "fp32"):
-        raise BackendUnavailable(f"method rgmp runs {name} at fp32 only, not {precision} (tensorrt runs fp16)")
+    precision = seed_method_precision("rgmp", name, precision, device)
     if name == "torch":
         return TorchRGMP(model, device)
     if name == "onnxruntime":
         return OnnxRuntimeRGMP(ensure_onnx(model, config, cache_dir, RGMP_SET), device, config.threads)
-    raise BackendUnavailable(f"method rgmp runs on torch, onnxruntime or tensorrt, not {name}")
+    return TensorRTRGMP(ensure_onnx(model, config, cache_dir, RGMP_SET), config, device, precision, cache_dir)

@@ -176,6 +176,23 @@ def require_tensorrt(device: str | torch.device):
     return trt
 
 
+def seed_method_precision(method: str, name: str, precision: str | None, device: str | torch.device) -> str:
+    """The precision a seed method's graphs run at on backend `name`: fp32 on torch and
+    onnxruntime; fp16 (the default) or fp32 on tensorrt, whose package and GPU are checked
+    before anything is exported. Anything else is BackendUnavailable."""
+    if name not in ("torch", "onnxruntime", "tensorrt"):
+        raise BackendUnavailable(f"method {method} runs on torch, onnxruntime or tensorrt, not {name}")
+    if name == "tensorrt":
+        require_tensorrt(device)
+        if precision not in (None, "fp16", "fp32"):
+            raise BackendUnavailable(f"method {method} runs tensorrt at fp16 or fp32, not {precision} "
+                                     "(no int8 calibration for its graphs)")
+        return precision or "fp16"
+    if precision not in (None, "fp32"):
+        raise BackendUnavailable(f"method {method} runs {name} at fp32 only, not {precision} (tensorrt runs fp16)")
+    return "fp32"
+
+
 def gpu_identity(device: torch.device) -> tuple[str, str]:
     """Name (with the SM count: Jetson Orin modules all report "Orin", 8.7) and compute capability."""
     props = torch.cuda.get_device_properties(device)
