@@ -32,9 +32,9 @@ import torch.nn.functional as F
 from torchvision.ops import roi_align
 
 from ..config import EngineConfig
-from ..data.crops import VIDEO_HEIGHT, make_sample, scaled
+from ..data.crops import VIDEO_HEIGHT, make_sample
 from ..data.examples import jitter_box, perturb_mask
-from ..data.pairs import VideoPairs, transformed_clip
+from ..data.pairs import VideoPairs
 from ..data.stills import StillImages
 from ..inference.methods.dyenet import DyeNetMethod, box_rows, map_tensor
 from ..inference.methods.lip_fit import GT_MARGIN
@@ -44,7 +44,8 @@ from ..model.geometry import enlarge_box, mask_box, paste_roi
 from ..model.lip import pool_region
 from .common import train_loop
 from .detector_heads import heads_trainee, holdout_scores
-from .ovsnet_trainer import RECOLOURED_IDENTITY, STILL_IDENTITY, background_boxes, off_object_mask, recoloured
+from .ovsnet_trainer import (RECOLOURED_IDENTITY, background_boxes, identity_clip, off_object_mask,
+                             recoloured)
 
 REMP_WEIGHT = 1.0  # lambda
 
@@ -74,21 +75,6 @@ class DyeNetTrainSettings:
     @property
     def holdouts(self) -> tuple[str, ...]:
         return tuple(s for s in self.holdout.split(",") if s)
-
-
-def _clip(rng: np.random.Generator, video: VideoPairs, stills: StillImages | None, settings: DyeNetTrainSettings,
-          index: int):
-    """A clip of `steps` frames (and its reference) and its identity."""
-    if stills is not None and rng.random() < settings.still_share:
-        image, mask, _ = stills.random_object(rng)
-        if mask.any():
-            image, mask = scaled(image, mask, VIDEO_HEIGHT / min(mask.shape))
-            clip = transformed_clip(rng, image, mask, settings.steps + 1)
-            clip.ref_image, clip.ref_mask = clip.frames[-1], clip.masks[-1]
-            clip.frames, clip.masks = clip.frames[:-1], clip.masks[:-1]
-            return clip, STILL_IDENTITY + index
-    clip = video.sample_clip(rng, settings.steps)
-    return clip, clip.sequence
 
 
 def reid_loss(heads: DyeNetHeads, propagated, stride4, views, rng, settings: DyeNetTrainSettings) -> torch.Tensor:
@@ -161,7 +147,8 @@ def train_dyenet(config: EngineConfig, settings: DyeNetTrainSettings, resume: bo
     def loss(rng: np.random.Generator, iteration: int):
         views, clips = [], []
         for k in range(settings.batch_size):
-            clip, identity = _clip(rng, video, stills, settings, k)
+            clip, identity = identity_clip(rng, video, stills, settings.still_share, settings.steps, k,
+                                           reference_last=True)
             sample = make_sample(clip, rng, scale, settings.crop)
             clips.append((len(views), sample.frames, sample.masks))
             views += [(f, m, identity) for f, m in zip(sample.frames, sample.masks)]

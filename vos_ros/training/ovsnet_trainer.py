@@ -73,18 +73,21 @@ class OVSNetTrainSettings:
         return tuple(s for s in self.holdout.split(",") if s)
 
 
-def _clip(rng: np.random.Generator, video: VideoPairs, stills: StillImages | None, settings: OVSNetTrainSettings,
-          index: int):
-    """A clip of two frames (and its reference) and its identity."""
-    if stills is not None and rng.random() < settings.still_share:
+def identity_clip(rng: np.random.Generator, video: VideoPairs, stills: StillImages | None, still_share: float,
+                  steps: int, index: int, reference_last: bool = False):
+    """A clip of `steps` frames (and its reference) and its identity: the video's sequence, or
+    (`still_share` of them) transformed copies of one still image, whose extra copy is the
+    reference: the first (OVSNet) or, with `reference_last`, the last (DyeNet)."""
+    if stills is not None and rng.random() < still_share:
         image, mask, _ = stills.random_object(rng)
         if mask.any():
             image, mask = scaled(image, mask, VIDEO_HEIGHT / min(mask.shape))
-            clip = transformed_clip(rng, image, mask, 3)
-            clip.ref_image, clip.ref_mask = clip.frames[0], clip.masks[0]
-            clip.frames, clip.masks = clip.frames[1:], clip.masks[1:]
+            clip = transformed_clip(rng, image, mask, steps + 1)
+            ref, rest = (-1, slice(None, -1)) if reference_last else (0, slice(1, None))
+            clip.ref_image, clip.ref_mask = clip.frames[ref], clip.masks[ref]
+            clip.frames, clip.masks = clip.frames[rest], clip.masks[rest]
             return clip, STILL_IDENTITY + index
-    clip = video.sample_clip(rng, 2)
+    clip = video.sample_clip(rng, steps)
     return clip, clip.sequence
 
 
@@ -185,7 +188,7 @@ def train_ovsnet(config: EngineConfig, settings: OVSNetTrainSettings, resume: bo
     def loss(rng: np.random.Generator, iteration: int):
         views = []
         for k in range(settings.batch_size):
-            clip, identity = _clip(rng, video, stills, settings, k)
+            clip, identity = identity_clip(rng, video, stills, settings.still_share, 2, k)
             sample = make_sample(clip, rng, scale, settings.crop)
             views += [(sample.ref_image, sample.ref_mask, identity)]
             views += [(f, m, identity) for f, m in zip(sample.frames, sample.masks)]
