@@ -112,6 +112,12 @@ def test_missing_and_corrupt_weights_name_the_file(tmp_path):
         Tracker.from_config("cpu", weights=str(other))
 
 
+@pytest.mark.parametrize("method", ["rgmp", "lip", "ovsnet", "dyenet"])
+def test_a_seed_method_whose_weights_are_missing_says_how_to_make_them(method, tmp_path):
+    with pytest.raises(FileNotFoundError, match=f"train-{method}"):
+        Tracker.from_config(load_config("cpu", {"method": method}), weights=str(tmp_path / "none.safetensors"))
+
+
 def test_config_errors(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("decision: {theta: 0.5}\n")

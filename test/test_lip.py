@@ -189,12 +189,6 @@ def test_training_writes_weights_the_method_loads(tmp_path, davis_root, stills_r
     assert tracker.step(clip.frames[1]).labels.shape == (96, 160)
 
 
-def test_lip_weights_that_are_missing_say_how_to_make_them(tmp_path):
-    config = load_config("cpu", {"method": "lip"})
-    with pytest.raises(FileNotFoundError, match="train-lip"):
-        Tracker.from_config(config, weights=str(tmp_path / "none.safetensors"))
-
-
 def test_onnxruntime_runs_lip_like_torch(onnx_cache):
     """The four graphs exported (dynamic batch, sides and RoIs), run by ONNX Runtime: the same masks."""
     pytest.importorskip("onnxruntime")

@@ -124,12 +124,6 @@ def test_training_writes_weights_the_method_loads(tmp_path, davis_root, stills_r
     assert tracker.step(clip.frames[1]).labels.shape == (96, 160)
 
 
-def test_rgmp_weights_that_are_missing_say_how_to_make_them(tmp_path):
-    config = load_config("cpu", {"method": "rgmp"})
-    with pytest.raises(FileNotFoundError, match="train-rgmp"):
-        Tracker.from_config(config, weights=str(tmp_path / "none.safetensors"))
-
-
 def test_onnxruntime_runs_rgmp_like_torch(tmp_path):
     """The two passes exported (dynamic batch and sides), run by ONNX Runtime: the same masks."""
     pytest.importorskip("onnxruntime")
