@@ -20,22 +20,10 @@ import numpy as np
 
 from vos_ros.data import davis
 from vos_ros.data.demo_scene import paste_cutout
+from vos_ros.data.pasted import cutout
 
 VALIDATION = ("dance-jump", "dog-agility", "hockey", "motorbike", "paragliding", "scooter-gray", "soccerball")
 COPIES = 3
-
-
-def _cutout(root: Path, sequence: str, frame: int, height: int) -> tuple[np.ndarray, np.ndarray]:
-    paths = davis.frame_paths(root, sequence)
-    frame %= len(paths)
-    image = davis.read_frame(paths[frame])
-    mask = davis.read_labels(davis.annotation_path(root, sequence, frame)) > 0
-    ys, xs = np.nonzero(mask)
-    crop = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
-    scale = height / (ys.max() + 1 - ys.min())
-    size = (max(1, round((xs.max() + 1 - xs.min()) * scale)), height)
-    return (cv2.resize(image[crop].astype(np.float32), size, interpolation=cv2.INTER_AREA),
-            cv2.resize(mask[crop].astype(np.float32), size, interpolation=cv2.INTER_AREA))
 
 
 def write_clip(root: Path, out: Path, index: int, num_frames: int) -> str:
@@ -43,6 +31,7 @@ def write_clip(root: Path, out: Path, index: int, num_frames: int) -> str:
     background = VALIDATION[index % len(VALIDATION)]
     obj = VALIDATION[(index + 3) % len(VALIDATION)]
     paths = davis.frame_paths(root, background)
+    object_frames = davis.frame_paths(root, obj)
     height, width = davis.read_frame(paths[0]).shape[:2]
     sizes = (rng.uniform(0.25, 0.4, COPIES) * height).astype(int)
     offsets = rng.integers(0, 40, COPIES)
@@ -58,7 +47,7 @@ def write_clip(root: Path, out: Path, index: int, num_frames: int) -> str:
         canvas = davis.read_frame(paths[t % len(paths)]).astype(np.float32)
         labels = np.zeros((height, width), np.uint16)
         for k in range(COPIES):
-            texture, coverage = _cutout(root, obj, int(offsets[k]) + t, int(sizes[k]))
+            texture, coverage = cutout(root, obj, int(sizes[k]), (int(offsets[k]) + t) % len(object_frames))
             x = np.mod(x0[k] + vx[k] * t, 2 * width)
             x = 2 * width - x if x > width else x  # bounce off the borders
             y = y0[k] + 0.03 * height * np.sin(0.2 * t + phase[k])

@@ -21,9 +21,11 @@ from .demo_scene import paste_cutout
 from .synthetic import SyntheticClip
 
 
-def _cutout(root: Path, sequence: str, height: int) -> tuple[np.ndarray, np.ndarray]:
-    image = davis.read_frame(davis.frame_paths(root, sequence)[0])
-    mask = davis.read_labels(davis.annotation_path(root, sequence, 0)) > 0
+def cutout(root: Path, sequence: str, height: int, frame: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The annotated object of `sequence`'s `frame`, cropped to its box and scaled to `height`:
+    its texture and its coverage (0..1)."""
+    image = davis.read_frame(davis.frame_paths(root, sequence)[frame])
+    mask = davis.read_labels(davis.annotation_path(root, sequence, frame)) > 0
     ys, xs = np.nonzero(mask)
     crop = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
     scale = height / (ys.max() + 1 - ys.min())
@@ -46,7 +48,7 @@ def pasted_clip(root: str | Path, num_objects: int = 7, num_frames: int = 100, s
     order = list(range(len(paths))) + list(range(len(paths) - 2, 0, -1))  # forth and back
     background = [davis.read_frame(paths[order[i % len(order)]]) for i in range(num_frames)]
     height, width = background[0].shape[:2]
-    cutouts = [_cutout(root, s, round(rng.uniform(0.12, 0.25) * height)) for s in chosen[1:]]
+    cutouts = [cutout(root, s, round(rng.uniform(0.12, 0.25) * height)) for s in chosen[1:]]
     start = rng.uniform([0.1 * width, 0.15 * height], [0.9 * width, 0.85 * height], (num_objects, 2))
     velocity = rng.uniform(-0.006, 0.006, (num_objects, 2)) * width
     wobble = rng.uniform(0, 2 * np.pi, (num_objects, 2))
