@@ -5,8 +5,9 @@ Per frame: each target's previous mask is warped by the backward flow (DIS on th
 image); the detector (LIP's network with a zero memory: model/ovsnet.py) gives boxes from the
 centre heatmap (score above `ovsnet.proposal_score`), regressed, NMS at `ovsnet.nms_iou`,
 their class-agnostic masks and Re-ID embeddings. Per target:
-1. IoU path: the candidate whose mask overlaps the warped mask most, above `ovsnet.iou_path`,
-   is the target's mask; its embedding joins the target's collection.
+1. IoU path: of the candidates whose masks overlap the warped mask above `ovsnet.iou_path`,
+   the one with the highest IoU less `ovsnet.iou_path_reid_weight` x its mean Re-ID distance
+   to the target's collection is the target's mask; its embedding joins the collection.
 2. Re-ID path: else a candidate closer than `ovsnet.reid_distance` to at least
    `ovsnet.reid_share` of the collection: the one with the smallest mean distance.
 3. Flow path: else MGA refines the warped mask (nothing when it is empty, or after
@@ -17,6 +18,9 @@ Choices where the paper is silent:
 - Each target's warped-mask box (10% larger, as the detector's boxes) joins the proposals,
   last in the NMS order: the proposal head, trained on 27 videos and still images, misses
   objects it has not seen.
+- The IoU path weighs appearance too (the paper takes the largest IoU): a warped mask that has
+  drifted onto the background overlaps a detection of the same drift best, and the drift then
+  compounds; the object's own detection is the one closest to its collection.
 - A candidate goes to one target at most: the IoU path assigns the best overlaps first, the
   Re-ID path the closest matches next.
 - The collection keeps the first frame's `first_features` embeddings (its box and jittered
@@ -224,17 +228,18 @@ class OVSNetMethod(DetectorMethod):
             for k, target in enumerate(targets):  # a target carried long enough by its own box alone
                 if target.state.flow_run >= cfg.flow_frames:
                     ious[k, found.seeded] = 0.0
-            for k, r in sorted(np.argwhere(ious > cfg.iou_path).tolist(), key=lambda kr: -ious[kr[0], kr[1]]):
+            distances = [torch.cdist(found.embeddings, t.state.collection()) for t in targets]  # each (R, F)
+            mean = torch.stack([d.mean(1) for d in distances]).cpu().numpy()  # (K, R)
+            score = ious - cfg.iou_path_reid_weight * mean
+            for k, r in sorted(np.argwhere(ious > cfg.iou_path).tolist(), key=lambda kr: -score[kr[0], kr[1]]):
                 if paths[k] is None and r not in taken:
                     paths[k], picks[k] = IOU, r
                     taken.add(r)
             matches = []
-            for k, target in enumerate(targets):
+            for k, distance in enumerate(distances):
                 if paths[k] is None:
-                    distance = torch.cdist(found.embeddings, target.state.collection())  # (R, F)
                     share = (distance < cfg.reid_distance).float().mean(1)
-                    mean = distance.mean(1)
-                    matches += [(float(mean[r]), k, r) for r in range(len(found.boxes)) if share[r] >= cfg.reid_share]
+                    matches += [(float(mean[k, r]), k, r) for r in range(len(found.boxes)) if share[r] >= cfg.reid_share]
             for _, k, r in sorted(matches):
                 if paths[k] is None and r not in taken:
                     paths[k], picks[k] = REID, r
