@@ -15,6 +15,9 @@ from vos_ros.training import trainer
 from vos_ros.data.stills import StillImages
 from vos_ros.data.examples import ExampleBuilder, perturb_mask
 from vos_ros.data.pairs import SyntheticPairs, VideoPairs
+from vos_ros.model.dtn import DTN
+from vos_ros.model.weights import save_weights
+from vos_ros.model.widen import load_widened
 from vos_ros.training.trainer import TrainSettings, recurrent_losses, train
 
 SIZE = (320, 192)  # the conftest clips' size
@@ -148,6 +151,28 @@ def test_train_checkpoints_resumes_and_writes_weights_with_metadata(davis_root, 
                               if k.startswith(prefix) and "running_" not in k and not k.endswith("num_batches_tracked"))
         statistics_kept = all(torch.equal(before[k], after[k]) for k in before if k.startswith(prefix) and "running_" in k)
         assert weights_changed == learns and statistics_kept, stage
+
+
+def test_a_narrower_mrn_is_widened_to_compute_what_it_computed_and_then_learns(davis_root, tmp_path):
+    narrow_config, wide_config = load_config("cpu"), load_config("cpu", {"mrn.channels": 96})
+    torch.manual_seed(1)
+    narrow = DTN(narrow_config).eval()
+    save_weights(narrow, tmp_path / "narrow.safetensors", {}, half=False)
+    wide = DTN(wide_config)
+    grown = load_widened(wide, tmp_path / "narrow.safetensors")
+    assert grown and all(k.startswith("mrn.") for k in grown)
+    features = [torch.randn(2, c, 56 // 2**j, 56 // 2**j) for j, c in enumerate(narrow.backbone.channels)]
+    priors = torch.rand(2, 2, 56, 56)
+    with torch.no_grad():
+        assert torch.allclose(narrow.mrn(features, priors), wide.eval().mrn(features, priors), atol=1e-5)
+    with pytest.raises(ValueError, match="cannot widen"):
+        load_widened(DTN(load_config("cpu", {"mrn.channels": 32})), tmp_path / "narrow.safetensors")
+
+    settings = TrainSettings(data=str(davis_root), out=str(tmp_path / "wide"), iterations=1, batch_size=2, workers=0,
+                             stage1_fraction=0.0, init=str(tmp_path / "narrow.safetensors"), widen=True, heads="mrn")
+    trained = load_file(str(train(wide_config, settings)))
+    assert trained["mrn.predict.weight"].shape[1] == 96
+    assert trained["mrn.predict.weight"][:, 64:].abs().sum() > 0  # the added channels learn
 
 
 def test_still_images_give_one_instance_at_a_time(stills_root, tmp_path):

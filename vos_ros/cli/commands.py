@@ -147,7 +147,7 @@ def train(args) -> int:
     settings = TrainSettings(data=args.data, out=args.out, iterations=args.iterations, batch_size=args.batch_size,
                              workers=args.workers, seed=args.seed, holdout=args.holdout,
                              checkpoint_every=args.checkpoint_every, backbone_stages=args.backbone_stages,
-                             backbone_lr=args.backbone_lr, init=args.init, lr=args.lr, stage1_fraction=args.stage1_fraction,
+                             backbone_lr=args.backbone_lr, init=args.init, widen=args.widen, lr=args.lr, stage1_fraction=args.stage1_fraction,
                              alike_occluders=args.alike_occluders, recurrent_fraction=args.recurrent_fraction,
                              clip_steps=args.clip_steps, alike_clips=args.alike_clips,
                              prior_strays=args.prior_strays, heads=args.heads, stills=args.stills,

@@ -101,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="fine-tune the backbone's last N of 4 stages, BatchNorm frozen (default 0: frozen)")
     train.add_argument("--backbone-lr", type=float, default=3e-5, help="backbone learning rate (with --backbone-stages)")
     train.add_argument("--init", default="", metavar="WEIGHTS", help="start from these weights (fine-tuning)")
+    train.add_argument("--widen", action="store_true",
+                       help="--init's heads are narrower than the config's (e.g. mrn.channels): start from them widened, "
+                            "computing what they computed")
     train.add_argument("--lr", type=float, default=3e-4, help="heads' learning rate (cosine decay)")
     train.add_argument("--stage1-fraction", type=float, default=0.15, help="share of synthetic-only iterations first")
     train.add_argument("--alike-occluders", type=float, default=0.0,

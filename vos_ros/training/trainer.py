@@ -68,6 +68,7 @@ from ..model.dtn import DTN
 from ..model.geometry import paste_roi
 from ..model.losses import mrn_loss
 from ..model.weights import load_weights, save_weights
+from ..model.widen import load_widened
 from ..progress import progress
 from .common import MAX_GRAD_NORM, freeze_batchnorm, sequence_scores
 
@@ -93,6 +94,7 @@ class TrainSettings:
     stills: str = ""  # folder of still-image sets (data/stills.py) for synthetic pairs
     still_share: float = 0.0  # share of synthetic objects cut from those still images
     init: str = ""  # weights to start from (fine-tuning) instead of ImageNet + random heads
+    widen: bool = False  # `init`'s heads may be narrower than the config's: widened (model/widen.py)
     recurrent_fraction: float = 0.0  # share of iterations on clips with the model's own priors
     clip_steps: int = 3  # tracked pairs per clip
     alike_clips: float = 0.0  # share of clips with an alike instance moving with the target (add_alike_instance)
@@ -219,7 +221,9 @@ def train(config: EngineConfig, settings: TrainSettings, resume: bool = True) ->
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(settings.seed)
     model = DTN(config, imagenet_init=True)
-    if settings.init:
+    if settings.init and settings.widen:
+        load_widened(model, Path(settings.init))
+    elif settings.init:
         load_weights(model, Path(settings.init), "DTN", "vos-ros train")
     model.mrn.correction_scale = 1.0  # the full correction is learnt; the config's scale applies at inference
     heads = set(settings.heads.split(",")) if settings.heads else {"decision", "crpn", "mrn"}
