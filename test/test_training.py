@@ -16,8 +16,7 @@ from vos_ros.data.stills import StillImages
 from vos_ros.data.examples import ExampleBuilder, perturb_mask
 from vos_ros.data.pairs import SyntheticPairs, VideoPairs
 from vos_ros.model.dtn import DTN
-from vos_ros.model.weights import save_weights
-from vos_ros.model.widen import load_widened
+from vos_ros.model.weights import load_weights, save_weights
 from vos_ros.training.trainer import TrainSettings, recurrent_losses, train
 
 SIZE = (320, 192)  # the conftest clips' size
@@ -159,14 +158,17 @@ def test_a_narrower_mrn_is_widened_to_compute_what_it_computed_and_then_learns(d
     narrow = DTN(narrow_config).eval()
     save_weights(narrow, tmp_path / "narrow.safetensors", {}, half=False)
     wide = DTN(wide_config)
-    grown = load_widened(wide, tmp_path / "narrow.safetensors")
+    load_weights(wide, tmp_path / "narrow.safetensors", "DTN", "vos-ros train", widen=True)
+    narrow_state, wide_state = narrow.state_dict(), wide.state_dict()
+    grown = [k for k in narrow_state if narrow_state[k].shape != wide_state[k].shape]
     assert grown and all(k.startswith("mrn.") for k in grown)
     features = [torch.randn(2, c, 56 // 2**j, 56 // 2**j) for j, c in enumerate(narrow.backbone.channels)]
     priors = torch.rand(2, 2, 56, 56)
     with torch.no_grad():
         assert torch.allclose(narrow.mrn(features, priors), wide.eval().mrn(features, priors), atol=1e-5)
     with pytest.raises(ValueError, match="cannot widen"):
-        load_widened(DTN(load_config("cpu", {"mrn.channels": 32})), tmp_path / "narrow.safetensors")
+        load_weights(DTN(load_config("cpu", {"mrn.channels": 32})), tmp_path / "narrow.safetensors", "DTN",
+                     "vos-ros train", widen=True)
 
     settings = TrainSettings(data=str(davis_root), out=str(tmp_path / "wide"), iterations=1, batch_size=2, workers=0,
                              stage1_fraction=0.0, init=str(tmp_path / "narrow.safetensors"), widen=True, heads="mrn")

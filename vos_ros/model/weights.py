@@ -10,6 +10,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..config import WEIGHTS_DIR
+from .widen import widened
 
 
 def weights_path(name: str | Path) -> Path:
@@ -20,9 +21,10 @@ def weights_path(name: str | Path) -> Path:
     return path
 
 
-def load_weights(model: nn.Module, path: Path, what: str, train_command: str) -> dict:
+def load_weights(model: nn.Module, path: Path, what: str, train_command: str, widen: bool = False) -> dict:
     """Load a safetensors file into `model` (`what` names the networks in errors; `train_command`
-    makes them); returns its metadata. Errors name the file."""
+    makes them); returns its metadata. Errors name the file. With `widen`, tensors narrower
+    than the model's are widened into it (model/widen.py) instead of refused."""
     if not path.exists():
         raise FileNotFoundError(
             f"{what} weights file not found: {path} (pass --weights FILE, set the weights file in the config, "
@@ -36,12 +38,13 @@ def load_weights(model: nn.Module, path: Path, what: str, train_command: str) ->
     missing = sorted(set(model_state) - set(state))
     unexpected = sorted(set(state) - set(model_state))
     mismatched = sorted(k for k in state if k in model_state and state[k].shape != model_state[k].shape)
-    if missing or unexpected or mismatched:
+    if missing or unexpected or (mismatched and not widen):
         raise ValueError(
             f"{what} weights file {path} does not fit this configuration: missing {missing[:3]}, "
             f"unexpected {unexpected[:3]}, shape mismatch {mismatched[:3]} (was it trained for another config?)"
         )
-    model.load_state_dict({k: v.to(model_state[k].dtype) for k, v in state.items()})
+    model.load_state_dict({k: widened(v, model_state[k]) if k in mismatched else v.to(model_state[k].dtype)
+                           for k, v in state.items()})
     meta_path = path.with_suffix(".json")
     return json.loads(meta_path.read_text()) if meta_path.exists() else {}
 

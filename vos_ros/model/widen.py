@@ -5,15 +5,12 @@ the added output channels keep their fresh initialisation, and the weights by wh
 output channels would read the added input channels are zero. For heads whose layers only
 append channels (the MRN: convolutions, channel-wise products and sums), the widened network
 computes exactly what the narrow one did, and training then moves the added channels.
+`load_weights(..., widen=True)` (model/weights.py) applies it to a weights file.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
-from safetensors.torch import load_file
-from torch import nn
 
 
 def widened(saved: torch.Tensor, fresh: torch.Tensor) -> torch.Tensor:
@@ -26,17 +23,3 @@ def widened(saved: torch.Tensor, fresh: torch.Tensor) -> torch.Tensor:
     if out.dim() >= 2 and saved.shape[1] < out.shape[1]:
         out[:saved.shape[0], saved.shape[1]:] = 0.0
     return out
-
-
-def load_widened(model: nn.Module, path: Path) -> list[str]:
-    """Load the safetensors file `path` into `model`, widening the tensors that are narrower;
-    returns the names of those widened. Names must match exactly."""
-    state = load_file(str(path))
-    model_state = model.state_dict()
-    if set(state) != set(model_state):
-        raise ValueError(f"weights file {path} does not hold this model's tensors: missing "
-                         f"{sorted(set(model_state) - set(state))[:3]}, unexpected {sorted(set(state) - set(model_state))[:3]}")
-    grown = [k for k in state if state[k].shape != model_state[k].shape]
-    model.load_state_dict({k: widened(state[k], model_state[k]) if k in grown else state[k].to(model_state[k].dtype)
-                           for k in state})
-    return grown

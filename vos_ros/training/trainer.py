@@ -68,7 +68,6 @@ from ..model.dtn import DTN
 from ..model.geometry import paste_roi
 from ..model.losses import mrn_loss
 from ..model.weights import load_weights, save_weights
-from ..model.widen import load_widened
 from ..progress import progress
 from .common import MAX_GRAD_NORM, freeze_batchnorm, sequence_scores
 
@@ -221,10 +220,8 @@ def train(config: EngineConfig, settings: TrainSettings, resume: bool = True) ->
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(settings.seed)
     model = DTN(config, imagenet_init=True)
-    if settings.init and settings.widen:
-        load_widened(model, Path(settings.init))
-    elif settings.init:
-        load_weights(model, Path(settings.init), "DTN", "vos-ros train")
+    if settings.init:
+        load_weights(model, Path(settings.init), "DTN", "vos-ros train", widen=settings.widen)
     model.mrn.correction_scale = 1.0  # the full correction is learnt; the config's scale applies at inference
     heads = set(settings.heads.split(",")) if settings.heads else {"decision", "crpn", "mrn"}
     if heads - {"decision", "crpn", "mrn"}:
